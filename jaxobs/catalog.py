@@ -1,0 +1,205 @@
+"""The metric catalog: the one place that spells a jaxobs metric name.
+
+Dashboards, alert rules, runbooks, backends and users' own queries all rely on
+these names (DESIGN.md §4), so everything else refers to the constants below
+instead of string literals.  Names follow Prometheus conventions: base units,
+``_total`` for counters, ``_ratio`` in 0..1, bounded label sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MetricType = Literal["counter", "gauge", "histogram"]
+
+#: Host-side latency (call, request): 100 µs … 2 min.  Latency SLO thresholds
+#: must be one of these bounds so the SLI is exact, not interpolated.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)
+#: Synchronised device time of sampled calls: 10 µs … 60 s.
+KERNEL_BUCKETS: tuple[float, ...] = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+)
+#: Compile phases: 1 ms … 30 min (large models compile for many minutes).
+COMPILE_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
+)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One catalog entry.
+
+    ``name`` is the exposition name users query (counters include ``_total``).
+    ``multiprocess_mode`` is how prometheus-client merges a gauge across the
+    processes sharing ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    multiprocess_mode: str = "mostrecent"
+    source: str = "instrumentation"  # instrumentation | collector | exporter
+
+    @property
+    def base_name(self) -> str:
+        """Name without the ``_total`` suffix (what client libraries take)."""
+        if self.type == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        return self.name
+
+    @property
+    def unit(self) -> str:
+        for unit in ("seconds", "bytes", "ratio", "watts", "celsius"):
+            if self.base_name.endswith("_" + unit):
+                return unit
+        return ""
+
+
+def _c(name: str, help: str, labels: tuple[str, ...] = (), source: str = "instrumentation") -> MetricSpec:
+    return MetricSpec(name, "counter", help, labels, source=source)
+
+
+def _g(name: str, help: str, labels: tuple[str, ...] = (), mode: str = "mostrecent",
+       source: str = "instrumentation") -> MetricSpec:
+    return MetricSpec(name, "gauge", help, labels, multiprocess_mode=mode, source=source)
+
+
+def _h(name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> MetricSpec:
+    return MetricSpec(name, "histogram", help, labels, buckets=buckets)
+
+
+# --- instrumented calls (M1, M2, M6, M7, M8) -------------------------------------------
+CALLS = _c("jaxobs_calls_total",
+           "Calls of instrumented functions; cache=miss means the call compiled (a cold start).",
+           ("function", "cache"))
+CALL_DURATION = _h("jaxobs_call_duration_seconds",
+                   "Host-side call time: dispatch, plus compilation for cold calls.",
+                   ("function", "start"), LATENCY_BUCKETS)
+KERNEL_DURATION = _h("jaxobs_kernel_duration_seconds",
+                     "Sampled call time synchronised with block_until_ready (device compute).",
+                     ("function",), KERNEL_BUCKETS)
+COMPILE_DURATION = _h("jaxobs_compile_duration_seconds",
+                      "Compile time per phase: trace (jaxpr), lower (MLIR), backend (XLA).",
+                      ("function", "phase"), COMPILE_BUCKETS)
+COMPILATIONS = _c("jaxobs_compilations_total",
+                  "Compilations of instrumented functions by cause "
+                  "(first, shape, dtype, static_arg, sharding, other).",
+                  ("function", "cause"))
+COMPILATIONS_IN_PROGRESS = _g("jaxobs_compilations_in_progress",
+                              "Compilations running now (compilation queue depth).",
+                              ("function",), mode="livesum")
+ERRORS = _c("jaxobs_errors_total",
+            "Exceptions raised by instrumented calls, by class (oom, trace, compile, runtime, other).",
+            ("function", "error"))
+
+# --- persistent compilation cache ------------------------------------------------------
+PERSISTENT_CACHE_REQUESTS = _c("jaxobs_persistent_cache_requests_total",
+                               "Compile requests that consulted JAX's persistent compilation cache.")
+PERSISTENT_CACHE_HITS = _c("jaxobs_persistent_cache_hits_total",
+                           "Executables loaded from JAX's persistent compilation cache.")
+PERSISTENT_CACHE_MISSES = _c("jaxobs_persistent_cache_misses_total",
+                             "Persistent compilation cache lookups that had to compile.")
+PERSISTENT_CACHE_SAVED = _c("jaxobs_persistent_cache_saved_seconds_total",
+                            "Compile time saved by JAX's persistent compilation cache.")
+
+# --- XLA analysis at compile time -----------------------------------------------------
+FUNCTION_FLOPS = _g("jaxobs_function_flops",
+                    "FLOPs of one call, from XLA cost analysis of the latest compile.", ("function",))
+FUNCTION_BYTES_ACCESSED = _g("jaxobs_function_bytes_accessed",
+                             "Bytes accessed by one call, from XLA cost analysis.", ("function",))
+FUNCTION_PEAK_MEMORY = _g("jaxobs_function_peak_memory_bytes",
+                          "Argument + output + temporary bytes, from XLA memory analysis.", ("function",))
+FUNCTION_FUSIONS = _g("jaxobs_function_fusions",
+                      "Fused computations in the optimized HLO of the latest compile.", ("function",))
+
+# --- requests and steps (SLIs) --------------------------------------------------------
+REQUESTS = _c("jaxobs_requests_total",
+              "Requests or training steps marked with jaxobs.request/step, by outcome (ok, error).",
+              ("service", "outcome"))
+REQUEST_DURATION = _h("jaxobs_request_duration_seconds",
+                      "Request or step latency; start=cold when a call inside it compiled.",
+                      ("service", "start"), LATENCY_BUCKETS)
+REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
+                        "Requests or steps currently inside jaxobs.request/step.",
+                        ("service",), mode="livesum")
+
+# --- process state --------------------------------------------------------------------
+READY = _g("jaxobs_ready", "1 once every registered warmup finished.", mode="max")
+BUILD_INFO = _g("jaxobs_build_info",
+                "Always 1; labels carry versions to spot driver/runtime mismatches (F7).",
+                ("jax", "jaxlib", "backend", "driver", "cuda", "jaxobs"), mode="max")
+INTERNAL_ERRORS = _c("jaxobs_internal_errors_total",
+                     "Failures inside jaxobs, counted and never raised to the user.", ("component",))
+DEPLOY_IN_PROGRESS = _g("jaxobs_deploy_in_progress",
+                        "1 while a deploy window is open (compile alerts are inhibited).", mode="max")
+
+# --- collectors (device and host) -----------------------------------------------------
+DEVICE_MEMORY = _g("jaxobs_device_memory_bytes",
+                   "JAX allocator memory_stats() per device, kind in_use/peak/limit/reserved.",
+                   ("device", "platform", "kind"), source="collector")
+DEVICE_MEMORY_UTILIZATION = _g("jaxobs_device_memory_utilization_ratio",
+                               "Device memory in use divided by the allocator limit.",
+                               ("device", "platform"), source="collector")
+LIVE_ARRAYS = _g("jaxobs_live_arrays", "Live jax.Array objects per device (leak signal, F5).",
+                 ("device",), source="collector")
+LIVE_ARRAY_BYTES = _g("jaxobs_live_array_bytes", "Bytes held by live jax.Array objects per device.",
+                      ("device",), source="collector")
+GPU_LABELS = ("gpu", "uuid", "model")
+GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS,
+                     source="collector")
+GPU_MEMORY = _g("jaxobs_gpu_memory_bytes", "NVML memory, kind used/total (includes JAX's preallocation).",
+                GPU_LABELS + ("kind",), source="collector")
+GPU_POWER = _g("jaxobs_gpu_power_watts", "NVML power draw.", GPU_LABELS, source="collector")
+GPU_TEMPERATURE = _g("jaxobs_gpu_temperature_celsius", "NVML GPU temperature.", GPU_LABELS,
+                     source="collector")
+GPU_XID_ERRORS = _c("jaxobs_gpu_xid_errors_total", "XID errors reported by NVML's event API.",
+                    GPU_LABELS + ("xid",), source="collector")
+GPU_ECC_ERRORS = _c("jaxobs_gpu_ecc_errors_total", "Uncorrected/corrected ECC errors (volatile).",
+                    GPU_LABELS + ("type",), source="collector")
+TPU_DUTY_CYCLE = _g("jaxobs_tpu_duty_cycle_ratio", "TensorCore duty cycle (0-1) from the TPU runtime.",
+                    ("chip",), source="collector")
+TPU_HBM = _g("jaxobs_tpu_hbm_bytes", "TPU HBM bytes, kind used/total.", ("chip", "kind"),
+             source="collector")
+PROCESS_RESIDENT_MEMORY = _g("jaxobs_process_resident_memory_bytes",
+                             "Resident set size of the observed process (M5).", ("process",),
+                             source="collector")
+PROCESS_CPU = _c("jaxobs_process_cpu_seconds_total", "CPU time of the observed process.",
+                 ("process",), source="collector")
+HOST_MEMORY_AVAILABLE = _g("jaxobs_host_memory_available_bytes", "Host memory available.",
+                           source="collector")
+COLLECTOR_UP = _g("jaxobs_collector_up", "1 when a collector/device answered this scrape.",
+                  ("collector", "device"), source="collector")
+
+# --- training goodput -----------------------------------------------------------------
+STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
+                 "Seconds of training steps lost, by reason (compile, data, checkpoint, anomaly).",
+                 ("service", "reason"))
+
+
+def _collect() -> dict[str, MetricSpec]:
+    specs = {v.name: v for v in globals().values() if isinstance(v, MetricSpec)}
+    return dict(sorted(specs.items()))
+
+
+#: Every metric by exposition name.
+METRICS: dict[str, MetricSpec] = _collect()
+
+
+def get(name: str) -> MetricSpec:
+    """Look a metric up by name, with a did-you-mean on typos."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, METRICS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown jaxobs metric {name!r}.{hint}") from None
