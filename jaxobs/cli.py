@@ -1,0 +1,34 @@
+"""The ``jaxobs`` command line (Click).
+
+Each sub-command lives next to the code it drives and is attached here, so
+this file stays a table of contents.
+"""
+
+from __future__ import annotations
+
+import click
+
+from jaxobs import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jaxobs")
+def cli() -> None:
+    """Observability and SLO toolkit for JAX workloads."""
+
+
+def _attach() -> None:
+    # Sub-commands: one import per module that owns a command.
+    # (Imports are local so `jaxobs --help` does not import jax.)
+    pass
+
+
+_attach()
+
+
+def main() -> None:
+    cli(prog_name="jaxobs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
