@@ -178,6 +178,11 @@ HOST_MEMORY_AVAILABLE = _g("jaxobs_host_memory_available_bytes", "Host memory av
 COLLECTOR_UP = _g("jaxobs_collector_up", "1 when a collector/device answered this scrape.",
                   ("collector", "device"), source="collector")
 
+# --- sidecar exporter -----------------------------------------------------------------
+EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
+                               "Time each exporter source (collector or app metrics) took this scrape.",
+                               ("collector",), source="exporter")
+
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
                  "Seconds of training steps lost, by reason (compile, data, checkpoint, anomaly).",

@@ -1,0 +1,398 @@
+"""``jaxobs.jit`` / ``jaxobs.instrument``: a drop-in, instrumented ``jax.jit``.
+
+The wrapper keeps jit's semantics (results, exceptions, async dispatch, AOT
+methods) and adds, per steady call, one clock read, one atomic counter tick
+and a sampling test.  Everything expensive — compile attribution, signatures,
+cause analysis, XLA cost analysis — runs only when a call compiled anyway.
+
+How a compile is attributed without per-call bookkeeping: JAX compiles
+synchronously inside the caller's Python stack, so the jax.monitoring listener
+walks up the stack to the nearest wrapper frame (see ``compilation.py``) and
+files the compile under that frame in ``_compiling``.  After the call the
+wrapper only tests whether ``_compiling`` is non-empty; if it is, it pops its
+own frame's entry.  Threads compiling concurrently each find their own frame.
+
+Under an outer transformation (``jax.jit``, ``grad``, ``vmap`` …) the wrapper
+records nothing and forwards: the inner call is being traced, not run.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from time import perf_counter
+from types import FrameType
+from typing import Any, Callable
+
+import jax
+
+from jaxobs import catalog, compilation, requests
+from jaxobs.recorder import Recorder
+from jaxobs.safety import report_internal_error
+from jaxobs.telemetry import recorder_for
+
+try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
+    from jax._src import core as _core
+
+    _trace_state = _core.trace_state_strong_ref
+    _eval_trace = _core.eval_trace
+    if _trace_state.value is not _eval_trace:  # pragma: no cover - imported while tracing?
+        raise ImportError
+except Exception as exc:  # pragma: no cover - jax moved its internals
+    raise ImportError("jaxobs needs jax._src.core.trace_state_strong_ref/eval_trace "
+                      "(jax >= 0.4.36, < 0.11)") from exc
+
+_HISTORY = 64  # signatures remembered per function for cause analysis
+
+
+@dataclass
+class Settings:
+    """Process-wide defaults; per-function arguments override them."""
+
+    #: fraction of steady calls timed (host time, and device time via block_until_ready).
+    sample_rate: float = 0.01
+    #: the first N steady calls of each function are always sampled.
+    first_samples: int = 3
+    #: run XLA cost/memory analysis after each compile (cold path only).
+    analyze: bool = True
+
+
+settings = Settings()
+
+
+def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
+              analyze: bool | None = None) -> Settings:
+    """Change process-wide defaults for functions instrumented afterwards."""
+    if sample_rate is not None:
+        _check_rate(sample_rate)
+        settings.sample_rate = sample_rate
+    if first_samples is not None:
+        settings.first_samples = max(0, int(first_samples))
+    if analyze is not None:
+        settings.analyze = bool(analyze)
+    return settings
+
+
+def _check_rate(rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"sample_rate must be within [0, 1], got {rate!r}")
+
+
+def _period(rate: float) -> int:
+    """Sample every N-th steady call; 0 disables sampling."""
+    return 0 if rate <= 0 else max(1, round(1.0 / rate))
+
+
+class CompileInProgress:
+    """What the listener learned about one call's compile, until the call returns."""
+
+    __slots__ = ("backend_done", "in_progress")
+
+    def __init__(self) -> None:
+        self.backend_done = False
+        self.in_progress = False
+
+
+_FUSION = re.compile(r"=\s*\S+\s+fusion\(")
+
+
+class InstrumentedJit:
+    """The controller behind a function returned by :func:`jit`/:func:`instrument`.
+
+    Users hold the function (``.call``); it carries jit's surface and a
+    ``jaxobs`` attribute pointing here.
+    """
+
+    def __init__(self, fun: Callable[..., Any], *, name: str | None = None,
+                 registry: Any = None, sample_rate: float | None = None,
+                 jitted: Any = None, **jit_kwargs: Any) -> None:
+        self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
+        self.name = name or getattr(fun, "__qualname__", None) or getattr(fun, "__name__", "anonymous")
+        self._recorder: Recorder = recorder_for(registry)
+        rate = settings.sample_rate if sample_rate is None else sample_rate
+        _check_rate(rate)
+        self._period = _period(rate)
+        self._first = settings.first_samples
+        self._analyze = settings.analyze
+        info = getattr(self._jitted, "_jit_info", None)
+        self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
+        self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
+        rec, fname = self._recorder, self.name
+        self._hits = rec.counter(catalog.CALLS, fname, "hit")
+        self._misses = rec.counter(catalog.CALLS, fname, "miss")
+        self._steady = rec.histogram(catalog.CALL_DURATION, fname, "steady")
+        self._cold = rec.histogram(catalog.CALL_DURATION, fname, "cold")
+        self._kernel = rec.histogram(catalog.KERNEL_DURATION, fname)
+        self._in_progress = rec.gauge(catalog.COMPILATIONS_IN_PROGRESS, fname)
+        #: frame of a running call/warmup → its compile, filled by the listener.
+        self._compiling: dict[FrameType, CompileInProgress] = {}
+        self._history: list[compilation.Signature] = []
+        self._history_lock = threading.Lock()
+        compilation.install_listeners()
+        _record_build_info(rec)
+        self.call = self._expose(fun)
+
+    def _expose(self, fun: Callable[..., Any]) -> Callable[..., Any]:
+        """The user-facing object: a plain function (cheapest to call, binds as a method)
+        carrying jit's surface (``lower``, ``trace``, ``eval_shape``, ``clear_cache``)."""
+        call = self._make_call()
+        functools.update_wrapper(call, fun)
+        call.lower = self.lower  # type: ignore[attr-defined]
+        call.trace = self.trace  # type: ignore[attr-defined]
+        call.eval_shape = self.eval_shape  # type: ignore[attr-defined]
+        call.clear_cache = self.clear_cache  # type: ignore[attr-defined]
+        call.warmup = self.warmup  # type: ignore[attr-defined]
+        call.jitted = self._jitted  # type: ignore[attr-defined]
+        call.jaxobs = self  # type: ignore[attr-defined]
+        return call
+
+    # --- the hot path --------------------------------------------------------------
+    def _make_call(self) -> Callable[..., Any]:
+        """Build the per-call closure; every name it touches is a local or closure cell."""
+        ctl = self
+        jitted = self._jitted
+        compiling = self._compiling
+        hits = self._hits.ticker()
+        first, period = self._first, self._period
+        trace_state, eval_trace = _trace_state, _eval_trace
+        clock = perf_counter
+        getframe = sys._getframe
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if trace_state.value is not eval_trace:  # inside an outer jit/grad/vmap: just trace
+                return jitted(*args, **kwargs)
+            owner = ctl  # marks this frame for the compile listener (compilation.find_owner)
+            t0 = clock()
+            try:
+                out = jitted(*args, **kwargs)
+            except BaseException as exc:
+                owner._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                raise
+            if compiling:  # some call of this function is compiling: is it this one?
+                info = compiling.pop(getframe(), None)
+                if info is not None:
+                    owner._on_cold(info, clock() - t0, args, kwargs)
+                    return out
+            n = next(hits)
+            if n < first or (period and n % period == 0):
+                owner._sample(out, t0, clock() - t0)
+            return out
+
+        compilation.register_owner_code(call.__code__)
+        return call
+
+    # --- slow paths ----------------------------------------------------------------
+    def on_compile_phase(self, frame: FrameType, phase: str, duration: float) -> None:
+        """Called by the jax.monitoring listener with the frame of the compiling call."""
+        info = self._compiling.get(frame)
+        if info is None:
+            info = self._compiling[frame] = CompileInProgress()
+        self._recorder.histogram(catalog.COMPILE_DURATION, self.name, phase).observe(duration)
+        if phase == "backend":
+            info.backend_done = True
+            if info.in_progress:
+                info.in_progress = False
+                self._in_progress.dec()
+        elif not info.in_progress and not info.backend_done:
+            info.in_progress = True
+            self._in_progress.inc()
+
+    def _finish(self, info: CompileInProgress | None) -> None:
+        if info is not None and info.in_progress:
+            info.in_progress = False
+            self._in_progress.dec()
+
+    def _sample(self, out: Any, t0: float, host_time: float) -> None:
+        """A sampled steady call: host time, then device time via block_until_ready."""
+        try:
+            self._steady.observe(host_time)
+            jax.block_until_ready(out)
+            self._kernel.observe(perf_counter() - t0)
+        except Exception as exc:
+            report_internal_error("kernel_sampling", exc)
+
+    def _on_cold(self, info: CompileInProgress, dt: float, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        try:
+            self._finish(info)
+            self._misses.inc()
+            self._cold.observe(dt)
+            requests.mark_cold()
+            self._record_compilation(args, kwargs)
+        except Exception as exc:
+            report_internal_error("instrument", exc)
+
+    def _on_error(self, info: CompileInProgress | None, exc: BaseException, dt: float) -> None:
+        try:
+            compiling = info is not None
+            kind = compilation.classify_error(exc, compiling, bool(info and info.backend_done))
+            self._finish(info)
+            self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
+            (self._misses if compiling else self._hits).inc()
+            (self._cold if compiling else self._steady).observe(dt)
+            if compiling:
+                requests.mark_cold()
+        except Exception as inner:
+            report_internal_error("instrument", inner)
+
+    def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            compiled: Any = None) -> None:
+        sig = compilation.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
+        with self._history_lock:
+            cause = compilation.explain(sig, self._history)
+            self._history.append(sig)
+            del self._history[:-_HISTORY]
+        self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
+        if self._analyze:
+            self._record_analysis(args, kwargs, compiled)
+
+    def _record_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any], compiled: Any) -> None:
+        """FLOPs, bytes, peak memory and fusions from XLA.
+
+        After a call compiled, ``lower(...).compile()`` hits JAX's in-memory
+        caches (~0.2 ms).  Should it ever compile again, analysis switches
+        itself off for this function rather than double compile time.
+        """
+        try:
+            if compiled is None:
+                compiled = self._compile_for_analysis(args, kwargs)
+                if compiled is None:
+                    return
+            rec, fname = self._recorder, self.name
+            cost = compiled.cost_analysis()
+            if isinstance(cost, list):
+                cost = cost[0] if cost else {}
+            if cost:
+                if "flops" in cost:
+                    rec.gauge(catalog.FUNCTION_FLOPS, fname).set(float(cost["flops"]))
+                if "bytes accessed" in cost:
+                    rec.gauge(catalog.FUNCTION_BYTES_ACCESSED, fname).set(float(cost["bytes accessed"]))
+            mem = compiled.memory_analysis()
+            if mem is not None:
+                peak = getattr(mem, "peak_memory_in_bytes", None)
+                if not peak:
+                    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                            + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+                rec.gauge(catalog.FUNCTION_PEAK_MEMORY, fname).set(float(peak))
+            text = compiled.as_text()
+            if text:
+                rec.gauge(catalog.FUNCTION_FUSIONS, fname).set(float(len(_FUSION.findall(text))))
+        except Exception as exc:
+            report_internal_error("cost_analysis", exc)
+
+    def _compile_for_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        abstract_args, abstract_kwargs = self._abstract(args, kwargs)
+        with compilation.ignoring_compiles() as probe:
+            compiled = self._jitted.lower(*abstract_args, **abstract_kwargs).compile()
+        if probe.compiled:
+            self._analyze = False
+        return compiled
+
+    def _abstract(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Shape-only stand-ins, so donated (deleted) inputs can still be lowered."""
+
+        def to_abstract(x: Any) -> Any:
+            if isinstance(x, jax.Array):
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding,
+                                            weak_type=getattr(x, "weak_type", False))
+            return x
+
+        out_args = tuple(a if i in self._static_argnums else jax.tree_util.tree_map(to_abstract, a)
+                         for i, a in enumerate(args))
+        out_kwargs = {k: v if k in self._static_argnames else jax.tree_util.tree_map(to_abstract, v)
+                      for k, v in kwargs.items()}
+        return out_args, out_kwargs
+
+    # --- AOT and the rest of jit's surface ---------------------------------------
+    def warmup(self, *args: Any, **kwargs: Any) -> Any:
+        """Compile for these arguments (arrays or ShapeDtypeStructs) without running."""
+        owner = self  # noqa: F841 - read by compilation.find_owner
+        try:
+            compiled = self._jitted.lower(*args, **kwargs).compile()
+        finally:
+            info = self._compiling.pop(sys._getframe(), None)
+            self._finish(info)
+        if info is not None:
+            try:
+                self._record_compilation(args, kwargs, compiled)
+            except Exception as exc:
+                report_internal_error("instrument", exc)
+        return compiled
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).lower``, with trace/lower time attributed to this function."""
+        owner = self  # noqa: F841 - read by compilation.find_owner
+        try:
+            return self._jitted.lower(*args, **kwargs)
+        finally:
+            self._finish(self._compiling.pop(sys._getframe(), None))
+
+    def trace(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).trace``, with trace time attributed to this function."""
+        owner = self  # noqa: F841 - read by compilation.find_owner
+        try:
+            return self._jitted.trace(*args, **kwargs)
+        finally:
+            self._finish(self._compiling.pop(sys._getframe(), None))
+
+    def eval_shape(self, *args: Any, **kwargs: Any) -> Any:
+        return self._jitted.eval_shape(*args, **kwargs)
+
+    def clear_cache(self) -> None:
+        self._jitted.clear_cache()
+
+    def __repr__(self) -> str:
+        return f"<jaxobs.InstrumentedJit {self.name}>"
+
+
+for _method in (InstrumentedJit.warmup, InstrumentedJit.lower, InstrumentedJit.trace):
+    compilation.register_owner_code(_method.__code__)
+
+
+def controller(fn: Any) -> InstrumentedJit | None:
+    """The InstrumentedJit behind a function returned by :func:`jit`/:func:`instrument`."""
+    ctl = getattr(fn, "jaxobs", None)
+    return ctl if isinstance(ctl, InstrumentedJit) else None
+
+
+def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
+        sample_rate: float | None = None, **jit_kwargs: Any) -> Any:
+    """Drop-in for ``jax.jit``: ``@jaxobs.jit``, ``@jaxobs.jit(static_argnums=1)`` or ``jaxobs.jit(f)``.
+
+    Extra keywords: ``name`` (the ``function`` label; default the qualified
+    name), ``registry`` (a prometheus-client registry; default the global one)
+    and ``sample_rate`` (fraction of steady calls timed, on host and device).
+    """
+    if fun is None:
+        return functools.partial(jit, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs)
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs).call
+
+
+def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
+               sample_rate: float | None = None) -> Any:
+    """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
+    if controller(jitted) is not None:
+        return jitted
+    if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
+        return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
+    fun = getattr(jitted, "__wrapped__", None) or getattr(jitted, "_fun", None) or jitted
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, jitted=jitted).call
+
+
+_build_info_done: set[int] = set()
+
+
+def _record_build_info(rec: Recorder) -> None:
+    if id(rec) in _build_info_done:
+        return
+    _build_info_done.add(id(rec))
+    try:
+        from jaxobs.buildinfo import build_info_labels
+
+        labels = build_info_labels()
+        rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)
+    except Exception as exc:
+        report_internal_error("build_info", exc)

@@ -1,0 +1,76 @@
+"""Warmup and readiness: precompile known shapes, then report ready.
+
+``/readyz`` (the sidecar) and ``jaxobs_ready`` flip only once every warmup that
+was registered has compiled, so a pod takes no traffic while it would still
+pay cold starts (F1).  Users without warmups call :func:`set_ready` themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from jaxobs import catalog
+from jaxobs.recorder import all_recorders
+from jaxobs.safety import report_internal_error
+from jaxobs.telemetry import recorder_for
+
+_lock = threading.Lock()
+_registered: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+_ready = False
+
+
+def _instrumented(fn: Any) -> Any:
+    from jaxobs.instrumented import controller, instrument
+
+    ctl = controller(fn)
+    return ctl if ctl is not None else controller(instrument(fn))
+
+
+def set_ready(ready: bool = True) -> None:
+    """Set ``jaxobs_ready`` (1/0) in every registry jaxobs writes to."""
+    global _ready
+    _ready = bool(ready)
+    recorder_for(None)
+    for rec in all_recorders():
+        try:
+            rec.gauge(catalog.READY).set(1.0 if ready else 0.0)
+        except Exception as exc:
+            report_internal_error("readiness", exc)
+
+
+def is_ready() -> bool:
+    return _ready
+
+
+def register_warmup(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Declare a shape to precompile; :func:`run_warmups` compiles all declared ones."""
+    with _lock:
+        _registered.append((_instrumented(fn), args, kwargs))
+    set_ready(False)
+
+
+def run_warmups() -> int:
+    """Compile every registered warmup, then mark the process ready. Returns how many ran."""
+    with _lock:
+        pending = list(_registered)
+        _registered.clear()
+    for fn, args, kwargs in pending:
+        fn.warmup(*args, **kwargs)
+    set_ready(True)
+    return len(pending)
+
+
+def warmup(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Precompile ``fn`` for these arguments (arrays or ``jax.ShapeDtypeStruct``) via AOT.
+
+    The first real call with matching arguments is then warm.  Returns the
+    compiled executable.  Marks the process ready unless registered warmups
+    are still pending.
+    """
+    compiled = _instrumented(fn).warmup(*args, **kwargs)
+    with _lock:
+        pending = bool(_registered)
+    if not pending:
+        set_ready(True)
+    return compiled

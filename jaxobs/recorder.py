@@ -1,0 +1,263 @@
+"""In-process accumulators: the cheap, lock-free hot path behind every backend.
+
+Why not call prometheus-client (1–3 µs) or OpenTelemetry (10+ µs) per call?
+A tiny jitted kernel dispatches in ~4 µs, so per-call exporter calls would
+double its cost.  Instead each series keeps one *cell* per thread: a plain list
+that only its own thread writes, so updates need no lock and lose nothing.
+Backends read (sum) the cells when they are scraped or flushed, which is rare.
+
+Everything here is backend-agnostic and jax-free.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from jaxobs.catalog import MetricSpec
+
+LabelValues = tuple[str, ...]
+
+
+class _Series:
+    """Base: one label combination of one metric, with per-thread cells."""
+
+    __slots__ = ("_cells", "_tls", "_lock", "__weakref__")
+
+    def __init__(self) -> None:
+        self._cells: list[list[float]] = []
+        self._tls = threading.local()
+        self._lock = threading.Lock()
+
+    def _cell_size(self) -> int:
+        return 1
+
+    def cell(self) -> list[float]:
+        """This thread's cell (created on first use).  Hot paths cache it."""
+        try:
+            return self._tls.cell  # type: ignore[no-any-return]
+        except AttributeError:
+            cell = [0.0] * self._cell_size()
+            with self._lock:
+                self._cells.append(cell)
+            self._tls.cell = cell
+            return cell
+
+
+class CounterSeries(_Series):
+    __slots__ = ("_ticks",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ticks: list[itertools.count[int]] = []
+
+    def inc(self, amount: float = 1.0) -> None:
+        try:
+            cell = self._tls.cell
+        except AttributeError:
+            cell = self.cell()
+        cell[0] += amount
+
+    def ticker(self) -> itertools.count[int]:
+        """An ``itertools.count`` that adds one per ``next()``.
+
+        ``next()`` on it is a single atomic C call (~40 ns) that also returns
+        the running count, so the hottest path gets counting and its sampling
+        decision from one operation, without a thread-local look-up.
+        """
+        tick = itertools.count()
+        with self._lock:
+            self._ticks.append(tick)
+        return tick
+
+    def value(self) -> float:
+        ticks = sum(int(repr(t)[len("count("):-1]) for t in list(self._ticks))
+        return float(sum(c[0] for c in list(self._cells)) + ticks)
+
+
+class GaugeSeries(_Series):
+    """A gauge: ``set`` for sampled values, ``inc``/``dec`` (per-thread) for levels."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._value = 0.0
+
+    def set(self, value: float) -> None:
+        self._value = float(value)  # a single reference store: atomic under the GIL
+
+    def inc(self, amount: float = 1.0) -> None:
+        try:
+            cell = self._tls.cell
+        except AttributeError:
+            cell = self.cell()
+        cell[0] += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.inc(-amount)
+
+    def value(self) -> float:
+        return self._value + float(sum(c[0] for c in list(self._cells)))
+
+
+class HistogramSeries(_Series):
+    """Cell layout: one non-cumulative count per bucket (last is +Inf), then the sum."""
+
+    __slots__ = ("bounds",)
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        super().__init__()
+        self.bounds = bounds
+
+    def _cell_size(self) -> int:
+        return len(self.bounds) + 2
+
+    def observe(self, value: float) -> None:
+        try:
+            cell = self._tls.cell
+        except AttributeError:
+            cell = self.cell()
+        # bisect_left: a value equal to a bound belongs to that bucket (le semantics).
+        cell[bisect_left(self.bounds, value)] += 1
+        cell[-1] += value
+
+    def snapshot(self) -> tuple[list[float], float]:
+        """(non-cumulative bucket counts incl. +Inf, sum)."""
+        n = len(self.bounds) + 1
+        counts = [0.0] * n
+        total = 0.0
+        for c in list(self._cells):
+            for i in range(n):
+                counts[i] += c[i]
+            total += c[-1]
+        return counts, total
+
+    def count(self) -> float:
+        counts, _ = self.snapshot()
+        return sum(counts)
+
+
+class Family:
+    """All series of one catalog metric, keyed by label values."""
+
+    def __init__(self, spec: MetricSpec) -> None:
+        self.spec = spec
+        self._series: dict[LabelValues, _Series] = {}
+        self._lock = threading.Lock()
+
+    def labels(self, *values: str) -> _Series:
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self.spec.labels):
+                raise ValueError(f"{self.spec.name} takes labels {self.spec.labels}, got {values}")
+            with self._lock:
+                series = self._series.get(values)
+                if series is None:
+                    series = self._new()
+                    self._series[values] = series
+        return series
+
+    def _new(self) -> _Series:
+        kind = self.spec.type
+        if kind == "counter":
+            return CounterSeries()
+        if kind == "gauge":
+            return GaugeSeries()
+        assert self.spec.buckets is not None, self.spec.name
+        return HistogramSeries(self.spec.buckets)
+
+    def items(self) -> list[tuple[LabelValues, _Series]]:
+        with self._lock:
+            return sorted(self._series.items())
+
+    def remove(self, *values: str) -> None:
+        with self._lock:
+            self._series.pop(values, None)
+
+
+_all_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+class Recorder:
+    """Every series recorded in this process for one exposition target (registry)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Family] = {}
+        self._lock = threading.Lock()
+        _all_recorders.add(self)
+
+    def family(self, spec: MetricSpec) -> Family:
+        fam = self._families.get(spec.name)
+        if fam is None:
+            with self._lock:
+                fam = self._families.setdefault(spec.name, Family(spec))
+        return fam
+
+    def counter(self, spec: MetricSpec, *labels: str) -> CounterSeries:
+        assert spec.type == "counter", spec.name
+        return self.family(spec).labels(*labels)  # type: ignore[return-value]
+
+    def gauge(self, spec: MetricSpec, *labels: str) -> GaugeSeries:
+        assert spec.type == "gauge", spec.name
+        return self.family(spec).labels(*labels)  # type: ignore[return-value]
+
+    def histogram(self, spec: MetricSpec, *labels: str) -> HistogramSeries:
+        assert spec.type == "histogram", spec.name
+        return self.family(spec).labels(*labels)  # type: ignore[return-value]
+
+    def families(self) -> list[Family]:
+        with self._lock:
+            return [self._families[k] for k in sorted(self._families)]
+
+    # Convenience readers (tests, the demo summary, the OpenTelemetry backend).
+    def value(self, spec: MetricSpec, *labels: str) -> float:
+        """Counter/gauge value, or a histogram's observation count; 0 when absent."""
+        series = self.family(spec)._series.get(tuple(labels))
+        if series is None:
+            return 0.0
+        if isinstance(series, HistogramSeries):
+            return series.count()
+        return series.value()  # type: ignore[attr-defined]
+
+
+def all_recorders() -> Iterator[Recorder]:
+    """Live recorders (process-wide events such as persistent-cache hits go to each)."""
+    return iter(list(_all_recorders))
+
+
+@dataclass(frozen=True)
+class HistogramQuantiles:
+    """Quantiles estimated from bucket counts the way PromQL's histogram_quantile does."""
+
+    p50: float
+    p95: float
+    p99: float
+    count: float
+
+
+def quantiles(series: HistogramSeries) -> HistogramQuantiles:
+    counts, _ = series.snapshot()
+    total = sum(counts)
+
+    def q(phi: float) -> float:
+        if total == 0:
+            return float("nan")
+        rank = phi * total
+        cumulative = 0.0
+        lower = 0.0
+        for i, c in enumerate(counts):
+            upper = series.bounds[i] if i < len(series.bounds) else float("inf")
+            if cumulative + c >= rank and c > 0:
+                if upper == float("inf"):
+                    return lower
+                return lower + (upper - lower) * (rank - cumulative) / c
+            cumulative += c
+            lower = upper
+        return lower
+
+    return HistogramQuantiles(q(0.5), q(0.95), q(0.99), total)

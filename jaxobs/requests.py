@@ -1,0 +1,122 @@
+"""``jaxobs.request`` / ``jaxobs.step``: mark what users feel, for the SLIs.
+
+A request (or training step) is counted with its outcome and latency; it is
+*cold* when an instrumented call inside it compiled, so the steady-state
+latency SLO can exclude cold requests and cold starts get their own SLO
+(DESIGN.md §5).  The "current request" is a ContextVar, so it follows asyncio
+tasks as well as threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from jaxobs import catalog
+from jaxobs.safety import report_internal_error
+from jaxobs.telemetry import recorder_for
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Active:
+    __slots__ = ("cold", "t0")
+
+    def __init__(self) -> None:
+        self.cold = False
+        self.t0 = perf_counter()
+
+
+_current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("jaxobs_request", default=None)
+
+
+def mark_cold() -> None:
+    """Called from the cold path of an instrumented call: the enclosing request was cold."""
+    active = _current.get()
+    if active is not None:
+        active.cold = True
+
+
+@functools.lru_cache(maxsize=1024)
+def _series(rec: Any, service: str) -> tuple[Any, Any, Any, Any, Any]:
+    """The five series of one service, looked up once (``with request(...)`` runs per request)."""
+    return (rec.counter(catalog.REQUESTS, service, "ok"),
+            rec.counter(catalog.REQUESTS, service, "error"),
+            rec.histogram(catalog.REQUEST_DURATION, service, "steady"),
+            rec.histogram(catalog.REQUEST_DURATION, service, "cold"),
+            rec.gauge(catalog.REQUESTS_IN_FLIGHT, service))
+
+
+class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as `with jaxobs.request(...)`
+    """Context manager and decorator marking one request of ``service``.
+
+    ``with jaxobs.request("predict"): ...`` or ``@jaxobs.request("predict")``.
+    Exceptions propagate unchanged and count as ``outcome="error"``; pass
+    ``ok_exceptions`` for exception types that are not failures (e.g. a
+    client's bad input you already answer with HTTP 400).
+    """
+
+    def __init__(self, service: str, *, registry: Any = None,
+                 ok_exceptions: tuple[type[BaseException], ...] = ()) -> None:
+        self.service = service
+        self._ok_exceptions = ok_exceptions
+        self._ok, self._error, self._steady, self._cold, self._in_flight = _series(recorder_for(registry), service)
+        self._tokens: list[tuple[contextvars.Token[_Active | None], _Active]] = []
+
+    # The same object can be entered more than once (nested or reused) – keep a stack.
+    def __enter__(self) -> request:
+        active = _Active()
+        self._tokens.append((_current.set(active), active))
+        self._in_flight.inc()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            token, active = self._tokens.pop()
+            _current.reset(token)
+            self._finish(active, exc)
+        except Exception as inner:
+            report_internal_error("request", inner)
+
+    def _finish(self, active: _Active, exc: BaseException | None) -> None:
+        elapsed = perf_counter() - active.t0
+        self._in_flight.dec()
+        failed = exc is not None and not isinstance(exc, self._ok_exceptions)
+        (self._error if failed else self._ok).inc()
+        (self._cold if active.cold else self._steady).observe(elapsed)
+        parent = _current.get()
+        if active.cold and parent is not None:
+            parent.cold = True  # a cold step inside a request makes the request cold
+
+    def __call__(self, fn: F) -> F:
+        if asyncio.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._fresh():
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def _fresh(self) -> request:
+        """A context sharing this one's series (decorated functions may run concurrently)."""
+        clone = object.__new__(request)
+        clone.__dict__.update(self.__dict__)
+        clone._tokens = []
+        return clone
+
+
+def step(service: str = "training", **kwargs: Any) -> request:
+    """A training step: the same SLI events as :class:`request` (``service`` defaults to "training")."""
+    return request(service, **kwargs)
