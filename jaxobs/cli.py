@@ -20,6 +20,7 @@ def cli() -> None:
 def _attach() -> None:
     # Sub-commands: one import per module that owns a command.
     # (Imports are local so `jaxobs --help` does not import jax.)
+    from jaxobs.exporter import exporter_command; cli.add_command(exporter_command)  # noqa: E702
     pass
 
 

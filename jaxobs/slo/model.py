@@ -77,6 +77,14 @@ class ResourceThresholds:
     cold_start_ratio: float = 0.01
     recompiles_per_minute: float = 10.0  # a recompilation storm, per function
     concurrent_compiling_replicas: int = 3  # thundering compilation (F6)
+    #: ratio alerts (cache hit, cold start) stay quiet below this many events per window,
+    #: so one cold call of a rarely used function does not open a ticket.
+    ratio_min_events: int = 100
+    #: page on OOMs once this fraction of a service's instances keeps hitting them.
+    oom_instance_ratio: float = 0.5
+    #: compile alerts stay inhibited this long after ``jaxobs_deploy_in_progress`` drops to 0
+    #: (replicas that started late in the rollout still compile).
+    deploy_grace_window: str = "10m"
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,14 @@ class Service:
     name: str
     slos: tuple[SLO, ...]
     labels: tuple[tuple[str, str], ...] = ()  # team, tier, … copied onto alerts
+    #: label matchers selecting the service's scrape targets (resource alerts, cache-hit SLI);
+    #: empty means ``job="<name>"``.
+    selector: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target_selector(self) -> tuple[tuple[str, str], ...]:
+        """The matchers of the service's targets, defaulting to ``job="<name>"``."""
+        return self.selector or (("job", self.name),)
 
 
 @dataclass(frozen=True)
@@ -95,9 +111,22 @@ class Dashboards:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """Alertmanager receivers: pages and tickets go to different webhooks.
+
+    The defaults are local placeholders so the generated config passes
+    ``amtool check-config`` before anyone has wired a pager.
+    """
+
+    page_webhook_url: str = "http://127.0.0.1:9095/page"
+    ticket_webhook_url: str = "http://127.0.0.1:9096/ticket"
+
+
+@dataclass(frozen=True)
 class Spec:
     services: tuple[Service, ...]
     runbook_base_url: str = "https://github.com/jaxobs/jaxobs/blob/main/runbooks"
     resources: ResourceThresholds = field(default_factory=ResourceThresholds)
     dashboards: Dashboards = field(default_factory=Dashboards)
+    routing: Routing = field(default_factory=Routing)
     source: str = "<memory>"  # the file the spec came from (for messages and headers)

@@ -1,0 +1,155 @@
+"""Where the sidecar gets the application's metrics, and whether the app is ready.
+
+Two ways, because both deployments exist (DESIGN.md §2):
+
+* :class:`MultiprocessSource` — the app writes prometheus-client multiprocess
+  files into a shared ``PROMETHEUS_MULTIPROC_DIR`` (an ``emptyDir`` in the pod)
+  and the sidecar merges them with ``MultiProcessCollector``.
+* :class:`ProxySource` — the app serves its own ``/metrics`` on localhost and
+  the sidecar fetches and re-exposes it (``--app-url``).
+
+Readiness ("the app reported ``jaxobs_ready`` 1 recently"):
+
+* proxy: the value fetched *now* (the probe does the fetch), so "recently"
+  is "within this probe".
+* multiprocess: files carry no write time, and a crashed app leaves its
+  ``jaxobs_ready 1`` behind in the ``emptyDir``.  So a value only counts while
+  the process that wrote it is alive — checked by pid when the sidecar can see
+  the app's processes (shared process namespace, or a local run).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from jaxobs import catalog
+from jaxobs.collectors.host import pids_from_multiproc_dir_names
+
+#: What the proxy asks the app for: the classic text format, which the parser reads.
+PROXY_ACCEPT = "text/plain; version=0.0.4"
+#: Upper bound on a proxied response, so a runaway app cannot exhaust the sidecar's memory.
+PROXY_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str
+
+
+class MultiprocessSource:
+    """The app's metrics from a prometheus-client multiprocess directory."""
+
+    name = "app"
+
+    def __init__(self, path: str | os.PathLike[str], *, check_pids: bool | None = None) -> None:
+        self.path = str(path)
+        # In a container whose pid namespace is not shared the sidecar is pid 1 and
+        # cannot see the app: pid checks would call a healthy app dead.
+        self.check_pids = os.getpid() != 1 if check_pids is None else check_pids
+
+    def collect(self) -> list[Metric]:
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(f"multiprocess directory {self.path} does not exist")
+        files = glob.glob(os.path.join(self.path, "*.db"))
+        return list(MultiProcessCollector.merge(files, accumulate=True))
+
+    def readiness(self) -> Readiness:
+        pattern = os.path.join(self.path, f"gauge_{catalog.READY.multiprocess_mode}_*.db")
+        files = sorted(glob.glob(pattern))
+        seen_dead = False
+        for f in files:
+            if _ready_value(MultiProcessCollector.merge([f])) != 1:
+                continue
+            pid = _pid_of(f)
+            if self.check_pids and pid is not None and not _alive(pid):
+                seen_dead = True
+                continue
+            return Readiness(True, "the app reported jaxobs_ready 1")
+        if seen_dead:
+            return Readiness(False, "jaxobs_ready 1 was only left by processes that have exited")
+        if not files:
+            return Readiness(False, f"no {catalog.READY.name} in {self.path} yet (app starting or not using jaxobs)")
+        return Readiness(False, f"{catalog.READY.name} is 0: warmup has not finished")
+
+
+def _pid_of(path: str) -> int | None:
+    """The writer's pid from a multiprocess file name (``gauge_max_<pid>.db``)."""
+    pids = pids_from_multiproc_dir_names([os.path.basename(path)])
+    return next(iter(pids), None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return psutil.pid_exists(pid)
+
+
+def _ready_value(families: object) -> float | None:
+    for fam in families:  # type: ignore[attr-defined]
+        if fam.name == catalog.READY.name:
+            values = [s.value for s in fam.samples if s.name == catalog.READY.name]
+            return max(values) if values else None
+    return None
+
+
+class ProxySource:
+    """The app's metrics fetched from its own endpoint, e.g. ``http://127.0.0.1:8000/metrics``."""
+
+    name = "app"
+
+    def __init__(self, url: str, *, timeout: float = 3.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--app-url must be an http(s) URL, got {url!r}")
+        self.url = url
+        self.timeout = timeout
+
+    def _fetch(self) -> str:
+        req = urllib.request.Request(self.url, headers={"Accept": PROXY_ACCEPT})
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - operator-given URL
+            body = resp.read(PROXY_MAX_BYTES + 1)
+        if len(body) > PROXY_MAX_BYTES:
+            raise ValueError(f"{self.url} returned more than {PROXY_MAX_BYTES} bytes")
+        return body.decode("utf-8")
+
+    def collect(self) -> list[Metric]:
+        return list(text_string_to_metric_families(self._fetch()))
+
+    def readiness(self) -> Readiness:
+        try:
+            families = self.collect()
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            return Readiness(False, f"cannot fetch {self.url}: {exc}")
+        value = _ready_value(families)
+        if value is None:
+            return Readiness(False, f"{self.url} exposes no {catalog.READY.name}")
+        if value != 1:
+            return Readiness(False, f"{catalog.READY.name} is {value:g}: warmup has not finished")
+        return Readiness(True, "the app reported jaxobs_ready 1")
+
+
+AppSource = MultiprocessSource | ProxySource
+
+
+def app_source(multiproc_dir: str | Path | None, app_url: str | None, *,
+               timeout: float = 3.0) -> AppSource | None:
+    """The configured source; the proxy wins when both are given (explicit beats ambient env)."""
+    if app_url:
+        return ProxySource(app_url, timeout=timeout)
+    if multiproc_dir:
+        return MultiprocessSource(multiproc_dir)
+    return None
+
+
+__all__ = ["AppSource", "MultiprocessSource", "ProxySource", "Readiness", "app_source"]
