@@ -17,10 +17,43 @@ def cli() -> None:
     """Observability and SLO toolkit for JAX workloads."""
 
 
+@cli.command()
+@click.option("--duration", default=15.0, show_default=True, help="Seconds of workload to run.")
+@click.option("--port", default=9464, show_default=True, help="Port for /metrics (0 picks a free one).")
+@click.option("--addr", default="127.0.0.1", show_default=True, help="Address to bind /metrics to.")
+@click.option("--out", "out_dir", default="jaxobs-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where to write the generated rules and dashboards.")
+@click.option("--spec", default=None, type=click.Path(dir_okay=False),
+              help="SLO spec to generate from (default: the embedded example).")
+@click.option("--serve/--no-serve", default=False, help="Keep serving /metrics after the run until Ctrl-C.")
+def demo(duration: float, port: int, addr: str, out_dir: str, spec: str | None, serve: bool) -> None:
+    """Run a real JAX workload on CPU, serve its metrics and generate SLO artifacts."""
+    from jaxobs import demo as demo_module
+    from jaxobs.telemetry.prometheus import PortInUseError
+
+    try:
+        result = demo_module.run(duration=duration, port=port, addr=addr, echo=click.echo)
+    except PortInUseError as exc:
+        raise click.ClickException(exc.strerror or str(exc)) from None
+    click.echo("")
+    click.echo(demo_module.summary(result))
+    demo_module.generate_artifacts(spec, out_dir, echo=click.echo)
+    if serve:
+        click.echo("serving /metrics until Ctrl-C")
+        try:
+            import time
+
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
 def _attach() -> None:
     # Sub-commands: one import per module that owns a command.
     # (Imports are local so `jaxobs --help` does not import jax.)
     from jaxobs.exporter import exporter_command; cli.add_command(exporter_command)  # noqa: E702
+    from jaxobs.generate.cli import register; register(cli)  # noqa: E702  (generate, check, runbook)
     pass
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -47,6 +47,18 @@ CAUSES = ("first", "shape", "dtype", "static_arg", "sharding", "other")
 
 
 _owner_codes: set[CodeType] = set()
+
+#: Callbacks ``(function_name, cause)`` run after an instrumented function compiled
+#: (the pytest recompile guard listens here).  Failures are counted, not raised.
+compile_observers: list[Callable[[str, str], None]] = []
+
+
+def notify_compiled(function: str, cause: str) -> None:
+    for observer in list(compile_observers):
+        try:
+            observer(function, cause)
+        except Exception as exc:
+            report_internal_error("compile_observer", exc)
 
 
 def register_owner_code(code: CodeType) -> None:

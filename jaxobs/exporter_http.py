@@ -202,6 +202,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "jaxobs-exporter"
     sys_version = ""
     protocol_version = "HTTP/1.0"  # one request per connection: nothing idles on a thread
+    # Answer unparseable requests with a status line (the stdlib default is HTTP/0.9: body only).
+    default_request_version = "HTTP/1.0"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
         self.timeout = self.server.config.request_timeout  # per-recv cap; the reaper caps the total

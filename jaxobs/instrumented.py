@@ -110,7 +110,7 @@ class InstrumentedJit:
                  registry: Any = None, sample_rate: float | None = None,
                  jitted: Any = None, **jit_kwargs: Any) -> None:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
-        self.name = name or getattr(fun, "__qualname__", None) or getattr(fun, "__name__", "anonymous")
+        self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
         rate = settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
@@ -246,6 +246,7 @@ class InstrumentedJit:
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
+        compilation.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
 
@@ -350,6 +351,12 @@ class InstrumentedJit:
 
 for _method in (InstrumentedJit.warmup, InstrumentedJit.lower, InstrumentedJit.trace):
     compilation.register_owner_code(_method.__code__)
+
+
+def default_name(fun: Callable[..., Any]) -> str:
+    """``Class.method`` or ``function``: the qualified name without ``<locals>`` noise."""
+    qualname = getattr(fun, "__qualname__", None) or getattr(fun, "__name__", None) or "anonymous"
+    return qualname.rsplit("<locals>.", 1)[-1]
 
 
 def controller(fn: Any) -> InstrumentedJit | None:

@@ -1,0 +1,44 @@
+"""Generators: pure functions from the validated SLO model to files.
+
+:func:`generate_all` returns every generated file as ``{relative path: text}``;
+the CLI (:mod:`jaxobs.generate.cli`) writes them atomically or compares them
+with a checked-in tree.  Nothing here imports jax.
+
+Layout of the output::
+
+    alerts/jaxobs.rules.yaml        plain Prometheus rules (recording + alerting)
+    alerts/prometheusrule.yaml      the same groups as a prometheus-operator PrometheusRule
+    alerts/alertmanager.yml         routing, grouping and inhibition
+    alerts/tests/*.test.yaml        promtool unit tests of every alert
+    runbooks/<AlertName>.md         one runbook per generated alert
+    dashboards/jaxobs-*.json        Grafana dashboards (jaxobs.generate.dashboards)
+"""
+
+from __future__ import annotations
+
+from jaxobs.slo.model import Spec
+
+RULES_PATH = "alerts/jaxobs.rules.yaml"
+PROMETHEUS_RULE_PATH = "alerts/prometheusrule.yaml"
+ALERTMANAGER_PATH = "alerts/alertmanager.yml"
+
+
+def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
+    """Every generated file for ``spec``; ``source`` is the spec path named in the headers
+    (default ``spec.source``)."""
+    from jaxobs.generate import alertmanager, promtests, rules, runbooks
+    from jaxobs.generate.dashboards import build_dashboards
+
+    src = source if source is not None else spec.source
+    files = {
+        RULES_PATH: rules.render_rules(spec, src),
+        PROMETHEUS_RULE_PATH: rules.render_prometheus_rule(spec, src),
+        ALERTMANAGER_PATH: alertmanager.render_alertmanager(spec, src),
+        **promtests.build_tests(spec, src),
+        **runbooks.build_runbooks(rules.alert_names(spec), src),
+        **build_dashboards(spec),
+    }
+    return dict(sorted(files.items()))
+
+
+__all__ = ["generate_all"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxobs import catalog as c
 from jaxobs.generate import rules as r
 from jaxobs.generate.render import dump_yaml
 from jaxobs.slo.model import Spec
@@ -97,5 +98,5 @@ def render_alertmanager(spec: Spec, source: str) -> str:
     return dump_yaml(config(spec), source,
                      "Alertmanager routing for jaxobs alerts: pages and tickets to separate\n"
                      "receivers, tickets inhibited while the same SLO pages, compile alerts\n"
-                     "inhibited while JaxobsDeployInProgress fires (jaxobs_deploy_in_progress == 1).\n"
+                     f"inhibited while {r.DEPLOY_IN_PROGRESS} fires ({c.DEPLOY_IN_PROGRESS.name} == 1).\n"
                      "Check: amtool check-config alerts/alertmanager.yml")

@@ -339,7 +339,7 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
               f"[{STORM_WINDOW}])) * 60\n> {_fmt(t.recompiles_per_minute)}",
               f"{name}: recompilation storm",
               f"{{{{ $labels.function }}}} recompiles {_VALUE} times a minute (threshold "
-              f"{_fmt(t.recompiles_per_minute)}, F3); see jaxobs_compilations_total by cause."),
+              f"{_fmt(t.recompiles_per_minute)}, F3); see {c.COMPILATIONS.name} by cause."),
         alert(CONCURRENT_COMPILATION, "ticket", "compile", "0s",
               f"count by (function) (max_over_time({sel(c.COMPILATIONS_IN_PROGRESS.name, *s)}"
               f"[{CONCURRENT_WINDOW}]) > 0)\n>= {t.concurrent_compiling_replicas}",
@@ -361,7 +361,7 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
               f"{name}: a jaxobs collector is failing",
               f"Collector {{{{ $labels.collector }}}} (device {{{{ $labels.device }}}}) on "
               f"{{{{ $labels.instance }}}} has failed for 10 minutes "
-              f"(jaxobs_collector_up = {{{{ $value }}}}); its metrics are missing."),
+              f"({c.COLLECTOR_UP.name} = {{{{ $value }}}}); its metrics are missing."),
         alert(GPU_XID, "ticket", "hardware", "0s",
               f"increase({sel(c.GPU_XID_ERRORS.name, *s)}[{XID_WINDOW}]) > 0",
               f"{name}: GPU XID errors",
@@ -378,7 +378,7 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
               f" == 1",
               f"{name}: deploy window open",
               f"A deploy of {name} is in progress or ended less than {t.deploy_grace_window} ago "
-              f"(jaxobs_deploy_in_progress = {{{{ $value }}}}); compile and version alerts are "
+              f"({c.DEPLOY_IN_PROGRESS.name} = {{{{ $value }}}}); compile and version alerts are "
               f"inhibited meanwhile. This alert is routed to no one."),
     ]
 
