@@ -117,7 +117,9 @@ def _on_duration_event(event: str, duration: float, **kwargs: Any) -> None:
                 owner.on_compile_phase(frame, phase, duration)
             return
         spec = PERSISTENT_CACHE_DURATION_EVENTS.get(event)
-        if spec is not None:
+        if spec is not None and duration > 0:
+            # JAX reports saved = original compile time - retrieval time, negative when
+            # loading a tiny executable took longer than compiling it; a counter only rises.
             for rec in all_recorders():
                 rec.counter(spec).inc(duration)
     except Exception as exc:  # never propagate into the user's compile

@@ -117,3 +117,26 @@ def test_same_family_from_app_and_sidecar_is_merged_once():
     assert value(text, catalog.INTERNAL_ERRORS.name, component="listener") == 2
     # The source's own family objects were not mutated (they may be shared with a concurrent scrape).
     assert len(shared[1].samples) == 1
+
+
+def test_cached_multiprocess_reader_equals_the_library_merge(tmp_path):
+    import glob
+    import sys
+    from pathlib import Path
+
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from jaxobs.exporter_sources import CachedMultiprocessReader
+
+    sys.path.insert(0, str(Path(__file__).parent / "fakes"))
+    from processes import fake_app
+
+    with fake_app(multiproc_dir=tmp_path, series=50) as app:
+        app.set_ready(1)
+        files = sorted(glob.glob(str(tmp_path / "*.db")))
+        reader = CachedMultiprocessReader()
+        assert reader._fast
+        for _ in range(2):  # second read comes from the key cache
+            ours = generate_latest(_Families(reader.read(files)))
+            theirs = generate_latest(_Families(MultiProcessCollector.merge(files)))
+            assert ours == theirs
