@@ -175,15 +175,13 @@ def generate_artifacts(spec_path: str | None, out_dir: str, echo: Callable[[str]
     """Generate rules, Alertmanager config, dashboards and runbooks like ``jaxobs generate``."""
     from pathlib import Path
 
-    try:
-        from jaxobs.generate import generate_all
-        from jaxobs.generate.write import write_tree
-        from jaxobs.slo.spec import load_spec
-    except ImportError as exc:  # pragma: no cover - generators not installed
-        echo(f"(skipping generation: {exc})")
-        return
-    path = Path(spec_path) if spec_path else Path(__file__).parent / "examples" / "slo.yaml"
-    files = generate_all(load_spec(path))
-    write_tree(files, Path(out_dir))
-    echo(f"\ngenerated {len(files)} files from {path} into {out_dir}/ "
-         f"(alerts/, dashboards/, runbooks/)")
+    from jaxobs.generate import generate_all
+    from jaxobs.generate.write import sync
+    from jaxobs.slo.spec import load_spec
+
+    path = Path(spec_path) if spec_path else Path(__file__).parent / "slo" / "example.yaml"
+    files = generate_all(load_spec(path), source="examples/slo.yaml" if spec_path is None else str(path))
+    sync(Path(out_dir), files)
+    kinds = sorted({rel.split("/", 1)[0] for rel in files})
+    echo(f"\ngenerated {len(files)} files ({', '.join(k + '/' for k in kinds)}) into {out_dir}/")
+    echo(f"  next: jaxobs check {path}   ·   promtool check rules {out_dir}/alerts/jaxobs.rules.yaml")

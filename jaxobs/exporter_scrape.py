@@ -85,7 +85,7 @@ class Scraper:
     def collect(self, timeout: float) -> list[Metric]:
         deadline = time.monotonic() + timeout
         started = time.perf_counter()
-        pending = [(src, flight.submit()) for src, flight in zip(self.sources, self._flights)]
+        pending = [(src, flight.submit()) for src, flight in zip(self.sources, self._flights, strict=True)]
         merged = _Merger()
         health = Samples("exporter")
         for src, fut in pending:

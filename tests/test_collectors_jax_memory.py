@@ -34,7 +34,8 @@ def test_cpu_has_no_memory_stats_but_counts_live_arrays():
     assert reg.get_sample_value(catalog.LIVE_ARRAY_BYTES.name, {"device": device}) == base_bytes + 256 * 256 * 4 + 10
     # memory_stats() is None on CPU: the series is absent, not 0, and the device is up.
     assert dev.memory_stats() is None
-    assert reg.get_sample_value(catalog.DEVICE_MEMORY.name, {"device": device, "platform": "cpu", "kind": "in_use"}) is None
+    in_use = {"device": device, "platform": "cpu", "kind": "in_use"}
+    assert reg.get_sample_value(catalog.DEVICE_MEMORY.name, in_use) is None
     assert reg.get_sample_value(UP, {"collector": "jax_memory", "device": device}) == 1
     del kept
 
@@ -83,7 +84,8 @@ def test_one_failing_device_is_isolated():
     before = internal_error_counts().get("collector.jax_memory", 0)
     assert reg.get_sample_value(UP, {"collector": "jax_memory", "device": "1"}) == 0
     assert reg.get_sample_value(UP, {"collector": "jax_memory", "device": "0"}) == 1
-    assert reg.get_sample_value(catalog.DEVICE_MEMORY.name, {"device": "0", "platform": "gpu", "kind": "peak"}) == 5 << 30
+    peak = {"device": "0", "platform": "gpu", "kind": "peak"}
+    assert reg.get_sample_value(catalog.DEVICE_MEMORY.name, peak) == 5 << 30
     assert internal_error_counts().get("collector.jax_memory", 0) == before + 1
 
 

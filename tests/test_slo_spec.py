@@ -167,9 +167,14 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
      "            - {severity: page, burn_rate: 6, long_window: 60m}\n",
      ("services[0].slos[1].alerting.tiers[1].long_window", "would collide")),
     ("unreachable-burn-rate", BASE.replace("objective: 99\n", "objective: 90\n"),
-     ("services[0].slos[1]", "tiers[0].burn_rate", "can never fire", "lower burn_rate below 10")),
+     ("services[0].slos[1].objective: a 14.4x burn of the default tier 0 (page 14.4x over 1h)",
+      "can never fire", "burn_rate below 10, or set services[0].slos[1].alerting.tiers")),
+    ("unreachable-override", BASE + "        alerting:\n          tiers:\n"
+     "            - {severity: page, burn_rate: 200, long_window: 1h}\n",
+     ("services[0].slos[1].alerting.tiers[0].burn_rate: a 200x burn", "needs an error ratio of 200%")),
     ("tier-longer-than-slo-window", BASE.replace("objective: 99\n", "objective: 99\n        window: 1d\n"),
-     ("services[0].slos[1].alerting.tiers[3].long_window", "longer than the SLO window 1d")),
+     ("services[0].slos[1].window: long_window 3d of the default tier 3 (ticket 1x over 3d) is "
+      "longer than the SLO window 1d", "set services[0].slos[1].alerting.tiers")),
     ("wrong-api-version", BASE.replace("jaxobs/v1", "jaxobs/v2"),
      ("apiVersion: unsupported apiVersion 'jaxobs/v2'", "use 'apiVersion: jaxobs/v1'")),
     ("wrong-kind", BASE.replace("kind: SLOSpec", "kind: PrometheusRule"),

@@ -160,7 +160,10 @@ class _Context:
         while path:
             if path in self.lines:
                 return self.lines[path]
-            path = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+            parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+            if parent == path:  # a top-level key
+                break
+            path = parent
         return self.lines.get("(document)")
 
     def fail(self, path: str, problem: str, fix: str, line: int | None = None) -> Any:
@@ -346,7 +349,7 @@ def _slo(ctx: _Context, raw: Any, path: str, default_tiers: tuple[BurnRateTier, 
         tiers_path = f"{path}.alerting.tiers"
     else:
         tiers = default_tiers if default_tiers is not None else DEFAULT_TIERS
-        tiers_path = "alerting.tiers" if default_tiers is not None else f"{path}.alerting.tiers"
+        tiers_path = "alerting.tiers" if default_tiers is not None else None
     slo = SLO(name=name, objective=float(objective), sli=sli, window=window,
               description=description, tiers=tiers,
               labels=_labels(ctx, body.get("labels"), f"{path}.labels", RESERVED_LABELS))
@@ -354,19 +357,29 @@ def _slo(ctx: _Context, raw: Any, path: str, default_tiers: tuple[BurnRateTier, 
     return slo
 
 
-def _check_tiers_fit(ctx: _Context, slo: SLO, path: str, tiers_path: str) -> None:
-    """Tiers must be reachable: a burn that needs an error ratio above 100% never fires."""
+def _check_tiers_fit(ctx: _Context, slo: SLO, path: str, tiers_path: str | None) -> None:
+    """Tiers must be reachable: a burn that needs an error ratio above 100% never fires.
+
+    ``tiers_path`` is None when the SLO uses the built-in default tiers; the
+    message then points at the SLO's own field and says how to override.
+    """
     for i, tier in enumerate(slo.tiers):
+        which = f"tier {i} ({tier.severity} {tier.factor:g}x over {tier.long_window})"
+        where = "" if tiers_path else f" of the default {which}"
+        override = "" if tiers_path else f", or set {path}.alerting.tiers"
         needed = tier.factor * slo.error_budget_ratio
         if needed >= 1:
-            ctx.fail(f"{tiers_path}[{i}].burn_rate",
-                     f"a {tier.factor:g}x burn of the {slo.error_budget_ratio:.6g} error budget of "
-                     f"{path} needs an error ratio of {needed:.0%}, so the alert can never fire",
-                     f"lower burn_rate below {1 / slo.error_budget_ratio:g} or raise the objective")
+            ctx.fail(f"{tiers_path}[{i}].burn_rate" if tiers_path else f"{path}.objective",
+                     f"a {tier.factor:g}x burn{where} of the {slo.error_budget_ratio:.6g} error "
+                     f"budget of {path} needs an error ratio of {needed:.0%}, so the alert can "
+                     f"never fire",
+                     f"raise the objective or use a burn_rate below {1 / slo.error_budget_ratio:g}"
+                     f"{override}")
         if duration.seconds(tier.long_window) > duration.seconds(slo.window):
-            ctx.fail(f"{tiers_path}[{i}].long_window",
-                     f"long_window {tier.long_window} is longer than the SLO window {slo.window} "
-                     f"of {path}", "use a shorter long_window or a longer SLO window")
+            ctx.fail(f"{tiers_path}[{i}].long_window" if tiers_path else f"{path}.window",
+                     f"long_window {tier.long_window}{where} is longer than the SLO window "
+                     f"{slo.window} of {path}",
+                     f"use a longer SLO window or a shorter long_window{override}")
 
 
 def _sli(ctx: _Context, raw: Any, path: str) -> SLI:
