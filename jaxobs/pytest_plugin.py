@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 
 _MARKERS = (
-    "max_compiles(n, only=None): fail the test if a jitted function compiles more than n times in "
-    "the test body (per function; only= restricts to some function names). See docs/testing.md.",
-    "no_recompile(only=None): fail the test on any recompile in the test body (shape, dtype, static "
-    "value change, or a jit re-created per call); first compiles are fine.",
-    "no_key_reuse: fail the test if a PRNG key is consumed twice instead of split "
-    "(JAX's jax_debug_key_reuse checker; typed keys from jax.random.key).",
+    ("max_compiles(n, only=None): fail the test if a jitted function compiles more than n times in "
+     "the test body (per function; only= restricts to some function names). See docs/testing.md."),
+    ("no_recompile(only=None): fail the test on any recompile in the test body (shape, dtype, static "
+     "value change, or a jit re-created per call); first compiles are fine."),
+    ("no_key_reuse: fail the test if a PRNG key is consumed twice instead of split "
+     "(JAX's jax_debug_key_reuse checker; typed keys from jax.random.key)."),
 )
 
 

@@ -97,6 +97,8 @@ def test_multiprocess_directory(tmp_path: Path):
     assert 'jaxobs_requests_total{outcome="ok",service="mp_svc"} 2.0' in text
     assert 'jaxobs_call_duration_seconds_count{function="mp_fn",start="cold"} 4.0' in text
     assert "jaxobs_ready 1.0" in text
+    assert 'jaxobs_live_arrays{device="0"}' in text  # in-process collectors reach the directory too
+    assert 'jaxobs_collector_up{collector="jax_memory",device="0"} 1.0' in text
 
 
 def test_persistent_cache_hits_on_second_process(tmp_path: Path):

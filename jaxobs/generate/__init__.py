@@ -16,6 +16,8 @@ Layout of the output::
 
 from __future__ import annotations
 
+import dataclasses
+
 from jaxobs.slo.model import Spec
 
 RULES_PATH = "alerts/jaxobs.rules.yaml"
@@ -30,6 +32,8 @@ def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
     from jaxobs.generate.dashboards import build_dashboards
 
     src = source if source is not None else spec.source
+    # Every generator names the same source (the dashboards read it from the spec).
+    spec = dataclasses.replace(spec, source=src)
     files = {
         RULES_PATH: rules.render_rules(spec, src),
         PROMETHEUS_RULE_PATH: rules.render_prometheus_rule(spec, src),

@@ -5,7 +5,7 @@ should and stays silent when it should not:
 
 * per SLO (built-in SLIs): a fast burn fires every tier; a burn between the
   ticket and page factors fires tickets but no page; a healthy error ratio
-  (half the smallest factor) leaves the SLO without any alert, pending or
+  (half the budget, or half the smallest factor if lower) leaves the SLO without any alert, pending or
   firing.  The latency case feeds slow *cold* requests next to healthy steady
   ones, so it also proves cold calls are excluded from the steady-state SLI.
 * per resource alert: one input that fires it and one (or more) that must not.
@@ -179,7 +179,7 @@ def slo_cases(service: Service, slo: SLO) -> list[Case]:
             checks=(Check(expr, eval_time,
                           tuple((_labels({"severity": s, "window": w}), 1) for s, w in firing)),),
             interval=clock.interval))
-    healthy = factors[0] / 2
+    healthy = min(factors[0], 1.0) / 2  # within budget, and below every tier
     cases.append(Case(
         name=f"{service.name}/{slo.name}: healthy ({healthy:g}x burn) stays silent",
         series=slo_inputs(service, slo, healthy * budget, clock.steps),
@@ -315,7 +315,9 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
             fires=((_series(c.DEPLOY_IN_PROGRESS.name, at(0)),
                     "0 0 1 1 1" + " 0" * (n - 5)),),
             quiet=(("no deploy", ((_series(c.DEPLOY_IN_PROGRESS.name, at(0)), _gauge(0, n)),)),),
-            eval_time="8m", expect={"ticket": 1}),
+            # a minute before the grace window after the deploy (which ended at 4m) runs out
+            eval_time=duration.canonical(240 + max(0, duration.seconds(t.deploy_grace_window) - 60)),
+            expect={"ticket": 1}),
     }
 
 

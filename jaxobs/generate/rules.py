@@ -349,8 +349,8 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
         alert(TARGET_DOWN, "ticket", "availability", "5m",
               f"{sel(UP, *s)} == 0",
               f"{name}: a scrape target is down",
-              f"{{{{ $labels.instance }}}} (job {{{{ $labels.job }}}}) has failed every scrape "
-              f"for 5 minutes (up = {{{{ $value }}}})."),
+              "{{ $labels.instance }} (job {{ $labels.job }}) has failed every scrape "
+              "for 5 minutes (up = {{ $value }})."),
         alert(TARGET_DOWN, "page", "availability", "5m",
               f"count({sel(UP, *s)} == 0)\n== count({sel(UP, *s)})",
               f"{name}: every scrape target is down",

@@ -32,7 +32,7 @@ def seconds(text: str) -> int:
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration; use a number and a unit "
                          f"({', '.join(u for u, _ in UNITS)}), e.g. 5m, 1h, 30d")
-    total = sum(int(g or 0) * size for g, (_, size) in zip(match.groups(), UNITS))
+    total = sum(int(g or 0) * size for g, (_, size) in zip(match.groups(), UNITS, strict=True))
     if total == 0:
         raise ValueError(f"{text!r} is zero; a window must be longer than that")
     return total

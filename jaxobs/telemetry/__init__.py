@@ -8,6 +8,7 @@ Every backend reads the same in-process :class:`~jaxobs.recorder.Recorder`.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -35,7 +36,27 @@ def recorder_for(registry: Any = None) -> Recorder:
 
         attach(recorder, registry)
         _recorders[id(registry)] = (registry, recorder)
+        if os.environ.get("JAXOBS_BACKEND") and _is_global(registry):
+            _install_env_backends(recorder)
         return recorder
+
+
+def _is_global(registry: Any) -> bool:
+    from prometheus_client import REGISTRY
+
+    return registry is REGISTRY
+
+
+def _install_env_backends(recorder: Recorder) -> None:
+    """``JAXOBS_BACKEND=otel``: also export the default recorder through OpenTelemetry."""
+    try:
+        from jaxobs.telemetry.opentelemetry import install_from_env
+
+        install_from_env(recorder)
+    except Exception as exc:  # never break the instrumented program
+        from jaxobs.safety import report_internal_error
+
+        report_internal_error("otel_backend", exc)
 
 
 def default_recorder() -> Recorder:

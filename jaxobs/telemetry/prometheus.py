@@ -127,11 +127,18 @@ def _multiprocess_value_class() -> Any:
 
 
 class MultiprocessFlusher:
-    """Writes a recorder's totals into ``PROMETHEUS_MULTIPROC_DIR`` periodically."""
+    """Writes a recorder's totals into ``PROMETHEUS_MULTIPROC_DIR`` periodically.
 
-    def __init__(self, recorder: Recorder, interval: float = 1.0) -> None:
+    ``collectors`` are in-process collectors (device memory, live arrays) whose
+    gauge samples are copied too, so the sidecar sees them through the shared
+    directory like everything else.
+    """
+
+    def __init__(self, recorder: Recorder, interval: float = 1.0,
+                 collectors: tuple[Collector, ...] = ()) -> None:
         self.recorder = recorder
         self.interval = interval
+        self.collectors = collectors
         self._values: dict[tuple[str, tuple[str, ...], str], Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -170,8 +177,23 @@ class MultiprocessFlusher:
                 sync_internal_errors(self.recorder)
                 for family in self.recorder.families():
                     self._flush_family(family)
+                for collector in self.collectors:
+                    self._flush_collector(collector)
         except Exception as exc:
             report_internal_error("multiprocess_flush", exc)
+
+    def _flush_collector(self, collector: Collector) -> None:
+        for metric in collector.collect():
+            spec = catalog.METRICS.get(metric.name)
+            if spec is None or spec.type != "gauge":
+                continue
+            for sample in metric.samples:
+                values = tuple(sample.labels.get(label, "") for label in spec.labels)
+                value = self._value(spec, spec.name, spec.labels, values)
+                if spec.multiprocess_mode in ("mostrecent", "livemostrecent"):
+                    value.set(sample.value, timestamp=time.time())
+                else:
+                    value.set(sample.value)
 
     def _flush_family(self, family: Family) -> None:
         spec = family.spec
@@ -196,13 +218,18 @@ _flushers: dict[int, MultiprocessFlusher] = {}
 
 
 def attach(recorder: Recorder, registry: CollectorRegistry) -> None:
-    """Expose ``recorder`` through ``registry``; in multiprocess mode also flush to disk."""
-    registry.register(JaxobsCollector(recorder))
+    """Expose ``recorder`` (and the in-process device-memory collector) through ``registry``;
+    in multiprocess mode also flush both to disk."""
     from prometheus_client import REGISTRY
 
+    from jaxobs.collectors.jax_memory import JaxMemoryCollector
+
+    memory = JaxMemoryCollector()
+    registry.register(JaxobsCollector(recorder))
+    registry.register(memory)
     if os.environ.get(MULTIPROC_ENV) and registry is REGISTRY and id(recorder) not in _flushers:
         interval = float(os.environ.get("JAXOBS_FLUSH_INTERVAL", "1.0"))
-        _flushers[id(recorder)] = MultiprocessFlusher(recorder, interval).start()
+        _flushers[id(recorder)] = MultiprocessFlusher(recorder, interval, (memory,)).start()
 
 
 def flush_multiprocess() -> None:

@@ -82,6 +82,8 @@ class CompileLog:
 
     def __init__(self, only: Iterable[Any] | None = None) -> None:
         self.compiles: list[Compile] = []
+        if isinstance(only, str) or callable(only):
+            only = [only]
         self._only = None if only is None else [_identify(f) for f in only]
         self._lock = threading.Lock()
 
@@ -176,8 +178,7 @@ class CompileGuard(CompileLog):
         extra = sum(len(i) for i in over.values())
         allowed = ("each function may compile once, and only for the first time" if self.first_only
                    else f"at most {self.limit} per function")
-        lines = [f"jaxobs {self.label}: {extra} compile{'s' if extra != 1 else ''} over the limit "
-                 f"({allowed})"]
+        lines = [f"jaxobs {self.label}: {extra} compile{'s' if extra != 1 else ''} over the limit ({allowed})"]
         for name in sorted(over):
             compiles = grouped[name]
             first = compiles[0]
@@ -427,7 +428,7 @@ class _Hub:
             from jaxobs import compilation
 
             fun_name = str(kwargs.get("fun_name", ""))
-            name = fun_name[4:-1] if fun_name.startswith("jit(") and fun_name.endswith(")") else fun_name
+            name = fun_name.removeprefix("jit(").removesuffix(")") if fun_name.startswith("jit(") else fun_name
             explanation = self.pending().pop(name, None)
             owner, frame = compilation.find_owner(sys._getframe(1))
             if owner is not None:  # the compile observer reports it, with the cause jaxobs derived
@@ -457,8 +458,7 @@ class _Hub:
 
 def _relative(location: str) -> str:
     """``/repo/tests/test_x.py:12`` → ``tests/test_x.py:12`` under the working directory."""
-    cwd = os.getcwd() + os.sep
-    return location[len(cwd):] if location.startswith(cwd) else location
+    return location.removeprefix(os.getcwd() + os.sep)
 
 
 def _site(frame: Any) -> str:

@@ -172,7 +172,7 @@ def _positions(size: int, budget: int) -> list[int]:
     """All flat positions, or ``budget`` evenly spaced ones."""
     if budget >= size:
         return list(range(size))
-    return sorted({int(round(x)) for x in np.linspace(0, size - 1, max(1, budget))})
+    return sorted({round(x) for x in np.linspace(0, size - 1, max(1, budget))})
 
 
 def _has_float32(args: Any) -> bool:

@@ -34,7 +34,7 @@ class KeyReuseDetected(AssertionError):
         self.guard = guard
 
 
-class no_key_reuse:  # noqa: N801 - used like a function: `with no_key_reuse():`
+class no_key_reuse:
     """``with no_key_reuse(): ...`` fails with :class:`KeyReuseDetected` if a key is reused inside.
 
     Also a decorator.  Restores the previous ``jax_debug_key_reuse`` setting on exit.
@@ -114,7 +114,8 @@ def _user_frame(tb: TracebackType | None) -> str:
         filename = code.co_filename
         if not filename.startswith(internal) and "jaxlib" not in filename and not filename.startswith("<"):
             source = linecache.getline(filename, tb.tb_lineno).strip()
-            found = f"{filename}:{tb.tb_lineno} in {code.co_name}" + (f": {source}" if source else "")
+            where = filename.removeprefix(os.getcwd() + os.sep)
+            found = f"{where}:{tb.tb_lineno} in {code.co_name}" + (f": {source}" if source else "")
         tb = tb.tb_next
     return found
 
