@@ -26,7 +26,9 @@ _EXPORTS: dict[str, str] = {
     "instrument": "jaxobs.instrumented",
     "jit": "jaxobs.instrumented",
     "settings": "jaxobs.instrumented",
+    "deploy_window": "jaxobs.readiness",
     "is_ready": "jaxobs.readiness",
+    "set_deploy_in_progress": "jaxobs.readiness",
     "register_warmup": "jaxobs.readiness",
     "run_warmups": "jaxobs.readiness",
     "set_ready": "jaxobs.readiness",
@@ -58,7 +60,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from jaxobs.instrumented import InstrumentedJit, Settings, configure, instrument, jit, settings
-    from jaxobs.readiness import is_ready, register_warmup, run_warmups, set_ready, warmup
+    from jaxobs.readiness import (deploy_window, is_ready, register_warmup, run_warmups,
+                                  set_deploy_in_progress, set_ready, warmup)
     from jaxobs.requests import request, step
     from jaxobs.safety import internal_error_counts
     from jaxobs.telemetry import recorder_for

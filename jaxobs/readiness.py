@@ -74,3 +74,30 @@ def warmup(fn: Any, *args: Any, **kwargs: Any) -> Any:
     if not pending:
         set_ready(True)
     return compiled
+
+
+class deploy_window:  # noqa: N801 - used as `with jaxobs.deploy_window():`
+    """Mark a deploy: ``jaxobs_deploy_in_progress`` is 1 inside, 0 after.
+
+    The generated Alertmanager config inhibits compile-related alerts while it
+    is 1 (new code compiles by design during a rollout, DESIGN.md §5).  Use it
+    around warmup in a new pod, or call :func:`set_deploy_in_progress` from a
+    deploy hook.
+    """
+
+    def __enter__(self) -> deploy_window:
+        set_deploy_in_progress(True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        set_deploy_in_progress(False)
+
+
+def set_deploy_in_progress(active: bool) -> None:
+    """Set ``jaxobs_deploy_in_progress`` (1/0) in every registry jaxobs writes to."""
+    recorder_for(None)
+    for rec in all_recorders():
+        try:
+            rec.gauge(catalog.DEPLOY_IN_PROGRESS).set(1.0 if active else 0.0)
+        except Exception as exc:
+            report_internal_error("readiness", exc)

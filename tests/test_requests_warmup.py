@@ -99,3 +99,9 @@ def test_warmup_accepts_plain_jitted_functions(registry):
     compiled = jaxobs.warmup(jax.jit(lambda x: x + 1), jnp.ones(3))
     assert float(compiled(jnp.ones(3))[0]) == 2.0
     assert jaxobs.is_ready()
+
+
+def test_deploy_window_sets_and_clears_the_signal(registry, rec):
+    with jaxobs.deploy_window():
+        assert rec.value(C.DEPLOY_IN_PROGRESS) == 1
+    assert rec.value(C.DEPLOY_IN_PROGRESS) == 0
