@@ -91,13 +91,18 @@ def ignoring_compiles() -> Iterator[_Probe]:
 def find_owner(frame: FrameType | None) -> tuple[Any, FrameType] | tuple[None, None]:
     """The nearest instrumented call on this thread's stack: (controller, its frame).
 
-    A wrapper frame that is only forwarding (inside an outer trace) has no
-    ``owner`` local yet and is skipped, so nested tracing is charged to the
-    outermost function actually being compiled.
+    Owner frames are the wrapper closure (its controller is the free variable
+    ``ctl``; it is live once ``t0`` is set) and the controller's AOT methods
+    (local ``owner``).  A wrapper frame that is only forwarding (inside an
+    outer trace) has no ``t0`` yet and is skipped, so nested tracing is
+    charged to the function actually being compiled.
     """
     while frame is not None:
         if frame.f_code in _owner_codes:
-            owner = frame.f_locals.get("owner")
+            local = frame.f_locals
+            owner = local.get("owner")
+            if owner is None and "t0" in local:
+                owner = local.get("ctl")
             if owner is not None:
                 return owner, frame
         frame = frame.f_back

@@ -157,6 +157,9 @@ class InstrumentedJit:
         compiling = self._compiling
         hits = self._hits.ticker()
         first, period = self._first, self._period
+        # index of the next steady call to sample (a list: the closure updates it);
+        # racing threads may both sample one call, which is harmless
+        next_sample = [0 if first > 0 or period else sys.maxsize]
         trace_state, eval_trace = _trace_state, _eval_trace
         clock = perf_counter
         getframe = sys._getframe
@@ -164,21 +167,22 @@ class InstrumentedJit:
         def call(*args: Any, **kwargs: Any) -> Any:
             if trace_state.value is not eval_trace:  # inside an outer jit/grad/vmap: just trace
                 return jitted(*args, **kwargs)
-            owner = ctl  # marks this frame for the compile listener (compilation.find_owner)
-            t0 = clock()
+            t0 = clock()  # (its presence marks this frame for compilation.find_owner)
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
-                owner._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    owner._on_cold(info, clock() - t0, args, kwargs)
+                    ctl._on_cold(info, clock() - t0, args, kwargs)
                     return out
             n = next(hits)
-            if n < first or (period and n % period == 0):
-                owner._sample(out, t0, clock() - t0)
+            if n >= next_sample[0]:
+                next_sample[0] = n + 1 if n + 1 < first else ((n // period + 1) * period if period
+                                                               else sys.maxsize)
+                ctl._sample(out, t0, clock() - t0)
             return out
 
         compilation.register_owner_code(call.__code__)
@@ -297,7 +301,9 @@ class InstrumentedJit:
 
         def to_abstract(x: Any) -> Any:
             if isinstance(x, jax.Array):
-                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding,
+                # an uncommitted array carries no sharding into jit's cache key: mirror that
+                committed = getattr(x, "committed", getattr(x, "_committed", True))
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if committed else None,
                                             weak_type=getattr(x, "weak_type", False))
             return x
 

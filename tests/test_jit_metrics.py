@@ -139,6 +139,17 @@ def test_cost_analysis_gauges(registry, rec):
     assert rec.value(C.FUNCTION_BYTES_ACCESSED, "matmul") >= 4 * (32 * 64 + 64 * 16)
     assert rec.value(C.FUNCTION_PEAK_MEMORY, "matmul") >= 4 * 32 * 16
     assert rec.value(C.FUNCTION_FUSIONS, "matmul") >= 1
+    big = rec.value(C.FUNCTION_FLOPS, "matmul")
+    committed = jax.device_put(jnp.ones((8, 64)), jax.devices()[0])
+    f(committed, jnp.ones((64, 16)))  # a later compile (committed input) is analysed too
+    assert 2 * 8 * 64 * 16 <= rec.value(C.FUNCTION_FLOPS, "matmul") < big
+
+
+def test_cost_analysis_with_donated_inputs(registry, rec):
+    f = jaxobs.jit(lambda a: a * 2, name="donating", donate_argnums=0, registry=registry)
+    f(jnp.ones(64))
+    f(jnp.ones(128))
+    assert rec.value(C.FUNCTION_FLOPS, "donating") == 128  # lowered from shapes: inputs were deleted
 
 
 def test_build_info(registry):
