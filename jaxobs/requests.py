@@ -24,11 +24,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Active:
-    __slots__ = ("cold", "t0")
+    """One request in progress; it lives in the ContextVar, so concurrent threads and
+    asyncio tasks sharing one ``request`` object never mix up their bookkeeping."""
+
+    __slots__ = ("cold", "t0", "token")
 
     def __init__(self) -> None:
         self.cold = False
         self.t0 = perf_counter()
+        self.token: contextvars.Token[_Active | None] | None = None
 
 
 _current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("jaxobs_request", default=None)
@@ -65,20 +69,20 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
         self.service = service
         self._ok_exceptions = ok_exceptions
         self._ok, self._error, self._steady, self._cold, self._in_flight = _series(recorder_for(registry), service)
-        self._tokens: list[tuple[contextvars.Token[_Active | None], _Active]] = []
 
-    # The same object can be entered more than once (nested or reused) – keep a stack.
     def __enter__(self) -> request:
         active = _Active()
-        self._tokens.append((_current.set(active), active))
+        active.token = _current.set(active)
         self._in_flight.inc()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            token, active = self._tokens.pop()
-            _current.reset(token)
+            active = _current.get()
+            if active is None or active.token is None:
+                raise RuntimeError("jaxobs.request exited without a matching enter")
+            _current.reset(active.token)
             self._finish(active, exc)
         except Exception as inner:
             report_internal_error("request", inner)
@@ -97,24 +101,17 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
         if asyncio.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with self._fresh():
+                with self:
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._fresh():
+            with self:
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
-
-    def _fresh(self) -> request:
-        """A context sharing this one's series (decorated functions may run concurrently)."""
-        clone = object.__new__(request)
-        clone.__dict__.update(self.__dict__)
-        clone._tokens = []
-        return clone
 
 
 def step(service: str = "training", **kwargs: Any) -> request:

@@ -105,3 +105,33 @@ def test_deploy_window_sets_and_clears_the_signal(registry, rec):
     with jaxobs.deploy_window():
         assert rec.value(C.DEPLOY_IN_PROGRESS) == 1
     assert rec.value(C.DEPLOY_IN_PROGRESS) == 0
+
+
+def test_one_request_object_shared_by_threads_and_tasks(registry, rec):
+    import threading
+
+    shared = jaxobs.request("shared", registry=registry)
+    internal_before = jaxobs.internal_error_counts().get("request", 0)
+
+    def worker() -> None:
+        for _ in range(200):
+            with shared:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def task(i: int) -> None:
+        with shared:
+            await asyncio.sleep(0.001 * (i % 3))
+
+    async def main() -> None:
+        await asyncio.gather(*(task(i) for i in range(20)))
+
+    asyncio.run(main())
+    assert rec.value(C.REQUESTS, "shared", "ok") == 820
+    assert rec.value(C.REQUESTS_IN_FLIGHT, "shared") == 0
+    assert jaxobs.internal_error_counts().get("request", 0) == internal_before
