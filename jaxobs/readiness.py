@@ -27,16 +27,21 @@ def _instrumented(fn: Any) -> Any:
     return ctl if ctl is not None else controller(instrument(fn))
 
 
-def set_ready(ready: bool = True) -> None:
-    """Set ``jaxobs_ready`` (1/0) in every registry jaxobs writes to."""
-    global _ready
-    _ready = bool(ready)
+def _set_everywhere(spec: catalog.MetricSpec, value: float) -> None:
+    """Process-wide flags go to every registry jaxobs writes to (the default one included)."""
     recorder_for(None)
     for rec in all_recorders():
         try:
-            rec.gauge(catalog.READY).set(1.0 if ready else 0.0)
+            rec.gauge(spec).set(value)
         except Exception as exc:
             report_internal_error("readiness", exc)
+
+
+def set_ready(ready: bool = True) -> None:
+    """Set ``jaxobs_ready`` (1/0)."""
+    global _ready
+    _ready = bool(ready)
+    _set_everywhere(catalog.READY, 1.0 if ready else 0.0)
 
 
 def is_ready() -> bool:
@@ -94,10 +99,5 @@ class deploy_window:  # noqa: N801 - used as `with jaxobs.deploy_window():`
 
 
 def set_deploy_in_progress(active: bool) -> None:
-    """Set ``jaxobs_deploy_in_progress`` (1/0) in every registry jaxobs writes to."""
-    recorder_for(None)
-    for rec in all_recorders():
-        try:
-            rec.gauge(catalog.DEPLOY_IN_PROGRESS).set(1.0 if active else 0.0)
-        except Exception as exc:
-            report_internal_error("readiness", exc)
+    """Set ``jaxobs_deploy_in_progress`` (1/0)."""
+    _set_everywhere(catalog.DEPLOY_IN_PROGRESS, 1.0 if active else 0.0)

@@ -62,6 +62,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server, killing it if it does not exit within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @dataclass
 class Prometheus:
     url: str
@@ -124,11 +134,7 @@ def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Seq
                    30, what=f"prometheus to start (log: {log})")
         yield prom
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @dataclass
@@ -163,8 +169,4 @@ def running_alertmanager(workdir: Path, config_text: str) -> Iterator[Alertmanag
                    what=f"alertmanager to start (log: {log})")
         yield am
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
