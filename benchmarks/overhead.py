@@ -34,15 +34,20 @@ def _time_calls(fn, x, calls: int) -> float:
 def measure(name: str, kernel, x, rounds: int, calls: int) -> dict[str, float]:
     raw = jax.jit(kernel)
     inst = jaxobs.jit(kernel, name=name, registry=CollectorRegistry())
-    for fn in (raw, inst):  # compile and warm both
+
+    def forward(*args, **kwargs):  # the floor of any Python-level wrapper, for context
+        return raw(*args, **kwargs)
+
+    for fn in (raw, inst, forward):  # compile and warm all
         for _ in range(50):
             jax.block_until_ready(fn(x))
-    raw_t, inst_t = [], []
+    raw_t, inst_t, fwd_t = [], [], []
     for _ in range(rounds):
         raw_t.append(_time_calls(raw, x, calls))
         inst_t.append(_time_calls(inst, x, calls))
-    r, i = statistics.median(raw_t), statistics.median(inst_t)
-    return {"raw_us": r * 1e6, "instrumented_us": i * 1e6, "ratio": i / r}
+        fwd_t.append(_time_calls(forward, x, calls))
+    r, i, f = statistics.median(raw_t), statistics.median(inst_t), statistics.median(fwd_t)
+    return {"raw_us": r * 1e6, "instrumented_us": i * 1e6, "ratio": i / r, "forward_ratio": f / r}
 
 
 def tiny(x):
@@ -66,10 +71,12 @@ def main() -> None:
         ("about_1ms", about_1ms, jnp.ones((256, 256), jnp.float32) * 0.01, max(20, args.calls // 50)),
     ]
     print(f"jax {jax.__version__} on {jax.default_backend()}, sample_rate={jaxobs.settings.sample_rate}")
-    print(f"{'kernel':<10} {'raw µs/call':>12} {'jaxobs µs/call':>15} {'ratio':>7}")
+    print(f"{'kernel':<10} {'raw µs/call':>12} {'jaxobs µs/call':>15} {'ratio':>7}  "
+          f"{'bare Python wrapper ratio':>26}")
     for name, kernel, x, calls in cases:
         m = measure(name, kernel, x, args.rounds, calls)
-        print(f"{name:<10} {m['raw_us']:>12.2f} {m['instrumented_us']:>15.2f} {m['ratio']:>7.3f}")
+        print(f"{name:<10} {m['raw_us']:>12.2f} {m['instrumented_us']:>15.2f} {m['ratio']:>7.3f}  "
+              f"{m['forward_ratio']:>26.3f}")
 
 
 if __name__ == "__main__":

@@ -351,6 +351,28 @@ def test_guard_restores_explain_cache_misses_and_stays_quiet(caplog):
     assert not [r for r in caplog.records if "TRACING CACHE MISS" in r.getMessage()]
 
 
+def test_guard_keeps_jax_quiet_with_the_persistent_cache_on(tmp_path):
+    """Switching explanations on makes JAX log persistent-cache bookkeeping at WARNING: not ours to show."""
+    script = textwrap.dedent(f"""
+        import logging
+        import jax, jax.numpy as jnp
+        from jaxobs import testing
+        logging.basicConfig(level=logging.WARNING, format="LOG %(name)s %(message)s")
+        jax.config.update("jax_compilation_cache_dir", {str(tmp_path)!r})
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        f = jax.jit(lambda x: x * 7)
+        f(jnp.ones(2))
+        with testing.CompileLog() as log:
+            f(jnp.ones(3))
+        print("compiles:", log.count(f))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         check=True)
+    assert "compiles: 1" in out.stdout
+    assert "LOG " not in out.stderr, out.stderr
+
+
 # --- packaging -----------------------------------------------------------------------------
 
 def test_plugin_import_does_not_import_jax():

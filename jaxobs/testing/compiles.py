@@ -338,6 +338,31 @@ class _ExplanationFilter(logging.Filter):
         return not (_capture(self.hub, record) and self.silence)
 
 
+#: Loggers whose persistent-cache messages JAX raises to WARNING while explanations are on.
+_CACHE_LOGGERS = ("jax._src.compiler", "jax._src.compilation_cache")
+
+
+def _is_cache_chatter(message: str) -> bool:
+    """Persistent-cache bookkeeping (miss, writing, not writing), not an error report."""
+    lowered = message.lower()
+    return "persistent" in lowered and "cache" in lowered and not any(
+        word in lowered for word in ("error", "fail", "exception"))
+
+
+class _CacheLogDemoter(logging.Filter):
+    """Gives JAX's persistent-cache messages back the DEBUG level they have without
+    ``jax_explain_cache_misses`` (which the guard switched on, not the user)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if record.levelno == logging.WARNING and _is_cache_chatter(record.getMessage()):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        except Exception:
+            pass
+        return True
+
+
 class _ExplanationHandler(logging.Handler):
     """Fallback on the ``jax`` logger, should JAX move the explanations to another module."""
 
@@ -360,6 +385,7 @@ class _Hub:
         self._saved_explain: bool | None = None
         self._handler = _ExplanationHandler(self)
         self._filter = _ExplanationFilter(self)
+        self._demoter = _CacheLogDemoter()
 
     def pending(self) -> dict[str, _Explanation]:
         """This thread's explanations not yet matched with a compile, by function name."""
@@ -407,12 +433,17 @@ class _Hub:
         self._filter.silence = not self._saved_explain  # keep the messages we switched on quiet
         logging.getLogger(_EXPLAIN_LOGGER).addFilter(self._filter)
         logging.getLogger("jax").addHandler(self._handler)
+        if self._filter.silence:
+            for name in _CACHE_LOGGERS:
+                logging.getLogger(name).addFilter(self._demoter)
 
     def _deactivate(self) -> None:
         import jax
 
         logging.getLogger("jax").removeHandler(self._handler)
         logging.getLogger(_EXPLAIN_LOGGER).removeFilter(self._filter)
+        for name in _CACHE_LOGGERS:
+            logging.getLogger(name).removeFilter(self._demoter)
         if not self._saved_explain:
             jax.config.update("jax_explain_cache_misses", False)
 
