@@ -187,6 +187,12 @@ EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
                  "Seconds of training steps lost, by reason (compile, data, checkpoint, anomaly).",
                  ("service", "reason"))
+STEP_GOODPUT = _c("jaxobs_step_goodput_seconds_total",
+                  "Seconds of training steps spent on useful work: step time minus its compile "
+                  "and anomaly badput.", ("service",))
+STEP_EXAMPLES = _c("jaxobs_step_examples_total",
+                   "Examples processed by training steps (throughput: its rate, examples/s).",
+                   ("service",))
 
 
 def _collect() -> dict[str, MetricSpec]:

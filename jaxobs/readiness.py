@@ -35,6 +35,9 @@ def _set_everywhere(spec: catalog.MetricSpec, value: float) -> None:
             rec.gauge(spec).set(value)
         except Exception as exc:
             report_internal_error("readiness", exc)
+    from jaxobs.telemetry.prometheus import flush_multiprocess
+
+    flush_multiprocess()  # a sidecar's /readyz should not wait for the next periodic flush
 
 
 def set_ready(ready: bool = True) -> None:

@@ -45,6 +45,35 @@ def mark_cold() -> None:
         active.cold = True
 
 
+class compile_probe:  # noqa: N801 - used as `with compile_probe() as probe:`
+    """Notes whether an instrumented call inside compiled, without recording an SLI event.
+
+    For work done on behalf of requests that wait in *other* threads (a
+    batching server runs one padded batch for many requests): run the batch
+    inside the probe, then each waiting request calls :func:`mark_cold` in its
+    own thread when ``probe.cold``.  Nested in a request of the same thread,
+    a cold probe also makes that request cold.
+    """
+
+    def __init__(self) -> None:
+        self.cold = False
+        self._active: _Active | None = None
+        self._token: contextvars.Token[_Active | None] | None = None
+
+    def __enter__(self) -> compile_probe:
+        self._active = _Active()
+        self._token = _current.set(self._active)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None and self._active is not None
+        _current.reset(self._token)
+        self.cold = self._active.cold
+        parent = _current.get()
+        if self.cold and parent is not None:
+            parent.cold = True
+
+
 @functools.lru_cache(maxsize=1024)
 def _series(rec: Any, service: str) -> tuple[Any, Any, Any, Any, Any]:
     """The five series of one service, looked up once (``with request(...)`` runs per request)."""
