@@ -91,18 +91,14 @@ def ignoring_compiles() -> Iterator[_Probe]:
 def find_owner(frame: FrameType | None) -> tuple[Any, FrameType] | tuple[None, None]:
     """The nearest instrumented call on this thread's stack: (controller, its frame).
 
-    Owner frames are the wrapper closure (its controller is the free variable
-    ``ctl``; it is live once ``t0`` is set) and the controller's AOT methods
-    (local ``owner``).  A wrapper frame that is only forwarding (inside an
-    outer trace) has no ``t0`` yet and is skipped, so nested tracing is
-    charged to the function actually being compiled.
+    Owner frames (the wrapper closures and the controller's AOT methods) set
+    a local ``owner`` just before calling into JAX.  A wrapper frame that is
+    only forwarding (inside an outer trace) has not set it and is skipped, so
+    nested tracing is charged to the function actually being compiled.
     """
     while frame is not None:
         if frame.f_code in _owner_codes:
-            local = frame.f_locals
-            owner = local.get("owner")
-            if owner is None and "t0" in local:
-                owner = local.get("ctl")
+            owner = frame.f_locals.get("owner")
             if owner is not None:
                 return owner, frame
         frame = frame.f_back

@@ -89,11 +89,14 @@ def _period(rate: float) -> int:
 class CompileInProgress:
     """What the listener learned about one call's compile, until the call returns."""
 
-    __slots__ = ("backend_done", "in_progress")
+    __slots__ = ("backend_done", "in_progress", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, started: float) -> None:
         self.backend_done = False
         self.in_progress = False
+        #: when compiling began (end of the first phase minus its duration): the
+        #: unsampled fast path takes no clock reading of its own
+        self.started = started
 
 
 _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
@@ -151,41 +154,69 @@ class InstrumentedJit:
 
     # --- the hot path --------------------------------------------------------------
     def _make_call(self) -> Callable[..., Any]:
-        """Build the per-call closure; every name it touches is a local or closure cell."""
+        """Build the per-call closures; every name they touch is a local or closure cell.
+
+        The steady, unsampled path reads the trace state, decrements a
+        countdown, calls jit, tests one dict and ticks one counter — no clock,
+        no lock, no thread-local.  Every ``period``-th call (and the first few)
+        goes through ``sampled`` instead, which times it.  The countdown is
+        shared by threads without a lock on purpose: a lost decrement only
+        shifts when the next sample is taken.
+        """
         ctl = self
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
         first, period = self._first, self._period
-        # index of the next steady call to sample (a list: the closure updates it);
-        # racing threads may both sample one call, which is harmless
-        next_sample = [0 if first > 0 or period else sys.maxsize]
+        countdown = [0 if first > 0 or period else sys.maxsize]
+        taken = [0]
         trace_state, eval_trace = _trace_state, _eval_trace
         clock = perf_counter
         getframe = sys._getframe
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if trace_state.value is not eval_trace:  # inside an outer jit/grad/vmap: just trace
-                return jitted(*args, **kwargs)
-            t0 = clock()  # (its presence marks this frame for compilation.find_owner)
+        def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
                 ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
+            if compiling:
+                info = compiling.pop(getframe(), None)
+                if info is not None:  # cold: the sample moves on to the next call
+                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    return out
+            host_time = clock() - t0
+            next(hits)
+            taken[0] += 1
+            countdown[0] = 0 if taken[0] < first else (period - 1 if period else sys.maxsize)
+            ctl._sample(out, t0, host_time)
+            return out
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if trace_state.value is not eval_trace:  # inside an outer jit/grad/vmap: just trace
+                return jitted(*args, **kwargs)
+            left = countdown[0]
+            if left <= 0:
+                return sampled(args, kwargs)
+            countdown[0] = left - 1
+            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            try:
+                out = jitted(*args, **kwargs)
+            except BaseException as exc:
+                ctl._on_error(compiling.pop(getframe(), None), exc, None)
+                raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    ctl._on_cold(info, None, args, kwargs)
                     return out
-            n = next(hits)
-            if n >= next_sample[0]:
-                next_sample[0] = n + 1 if n + 1 < first else ((n // period + 1) * period if period
-                                                               else sys.maxsize)
-                ctl._sample(out, t0, clock() - t0)
+            next(hits)
             return out
 
         compilation.register_owner_code(call.__code__)
+        compilation.register_owner_code(sampled.__code__)
         return call
 
     # --- slow paths ----------------------------------------------------------------
@@ -193,7 +224,7 @@ class InstrumentedJit:
         """Called by the jax.monitoring listener with the frame of the compiling call."""
         info = self._compiling.get(frame)
         if info is None:
-            info = self._compiling[frame] = CompileInProgress()
+            info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
         self._recorder.histogram(catalog.COMPILE_DURATION, self.name, phase).observe(duration)
         if phase == "backend":
             info.backend_done = True
@@ -218,9 +249,11 @@ class InstrumentedJit:
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
 
-    def _on_cold(self, info: CompileInProgress, dt: float, args: tuple[Any, ...],
+    def _on_cold(self, info: CompileInProgress, dt: float | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
         try:
+            if dt is None:
+                dt = perf_counter() - info.started
             self._finish(info)
             self._misses.inc()
             self._cold.observe(dt)
@@ -229,14 +262,19 @@ class InstrumentedJit:
         except Exception as exc:
             report_internal_error("instrument", exc)
 
-    def _on_error(self, info: CompileInProgress | None, exc: BaseException, dt: float) -> None:
+    def _on_error(self, info: CompileInProgress | None, exc: BaseException, dt: float | None) -> None:
+        """Count a failed call.  Its duration is known for cold and sampled calls; the
+        unsampled fast path has none (steady host time is a sample anyway)."""
         try:
             compiling = info is not None
             kind = compilation.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
             (self._misses if compiling else self._hits).inc()
-            (self._cold if compiling else self._steady).observe(dt)
+            if info is not None and dt is None:
+                dt = perf_counter() - info.started
+            if dt is not None:
+                (self._cold if compiling else self._steady).observe(dt)
             if compiling:
                 requests.mark_cold()
         except Exception as inner:
