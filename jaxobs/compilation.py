@@ -105,6 +105,14 @@ def find_owner(frame: FrameType | None) -> tuple[Any, FrameType] | tuple[None, N
     return None, None
 
 
+def caller_of(frame: FrameType) -> FrameType | None:
+    """The user's frame that called the instrumented function owning ``frame``."""
+    caller = frame.f_back
+    while caller is not None and caller.f_code in _owner_codes:
+        caller = caller.f_back
+    return caller
+
+
 def _on_duration_event(event: str, duration: float, **kwargs: Any) -> None:
     try:
         phase = PHASE_EVENTS.get(event)

@@ -27,7 +27,8 @@ Reasons (the ``reason`` label of ``jaxobs_step_badput_seconds_total``):
 * ``data`` — seconds inside :meth:`GoodputTracker.data`.
 * ``checkpoint`` — seconds inside :meth:`GoodputTracker.checkpoint`.
 * ``anomaly`` — for a step slower than the rolling median + 3·MAD of recent
-  steady steps, the seconds above the median.  Charging only the excess keeps
+  steady steps (and at least 50% above the median), the seconds above the
+  median.  Charging only the excess keeps
   the work a normal step does as goodput; a straggling host or a noisy
   neighbour shows up as exactly the time it cost.
 
@@ -58,6 +59,10 @@ REASONS: tuple[str, ...] = ("compile", "data", "checkpoint", "anomaly")
 #: 1.4826 · MAD estimates the standard deviation of normally distributed times, so
 #: "median + 3·MAD" flags about 1 step in 700 of pure noise instead of 1 in 40.
 MAD_TO_SIGMA = 1.4826
+#: Step-time noise is heavy-tailed (scheduler, GC): measured on a 2-core CPU, 4–10% of
+#: sub-millisecond steps exceed median + 3·MAD by a few microseconds.  A step must also
+#: be this fraction slower than the median to count: nobody acts on smaller slowdowns.
+MIN_EXCESS_RATIO = 0.5
 
 
 class _ThreadCompileTime(threading.local):
@@ -102,17 +107,20 @@ def _install_listener() -> None:
 
 
 class AnomalyDetector:
-    """Flags step times above the rolling median + ``k``·MAD of the last ``window`` steps.
+    """Flags step times above the rolling median + ``k``·MAD of the last ``window`` steps
+    (and above ``(1 + min_excess) × median``, see :data:`MIN_EXCESS_RATIO`).
 
     Fewer than ``min_samples`` steps judge nothing: a median of three steps
     says little.  Every judged step joins the window, so a lasting slowdown
     becomes the new normal instead of being charged forever.
     """
 
-    def __init__(self, window: int = 50, k: float = 3.0, min_samples: int = 10) -> None:
+    def __init__(self, window: int = 50, k: float = 3.0, min_samples: int = 10,
+                 min_excess: float = MIN_EXCESS_RATIO) -> None:
         if window < 3 or min_samples < 3 or min_samples > window:
             raise ValueError("need 3 <= min_samples <= window")
         self.k = k
+        self.min_excess = min_excess
         self.min_samples = min_samples
         self._times: deque[float] = deque(maxlen=window)
 
@@ -122,7 +130,7 @@ class AnomalyDetector:
             return None
         median = statistics.median(self._times)
         mad = statistics.median(abs(t - median) for t in self._times) * MAD_TO_SIGMA
-        return median + self.k * mad
+        return median + max(self.k * mad, self.min_excess * median)
 
     def observe(self, seconds: float) -> float:
         """Judge one step; returns its excess over the median (0 when it is normal)."""
@@ -239,12 +247,12 @@ class GoodputTracker:
     """Goodput/badput accounting of one training loop (use it from the loop's thread).
 
     ``registry`` is a prometheus-client registry (default: the global one);
-    ``window``/``k``/``min_samples`` tune the anomaly detector; ``clock`` is
-    for tests that need exact times.
+    ``window``/``k``/``min_samples``/``min_excess`` tune the anomaly detector;
+    ``clock`` is for tests that need exact times.
     """
 
     def __init__(self, service: str = "training", *, registry: Any = None, window: int = 50,
-                 k: float = 3.0, min_samples: int = 10,
+                 k: float = 3.0, min_samples: int = 10, min_excess: float = MIN_EXCESS_RATIO,
                  clock: Callable[[], float] = perf_counter) -> None:
         from jaxobs.requests import step as sli_step
         from jaxobs.telemetry import recorder_for
@@ -254,7 +262,7 @@ class GoodputTracker:
         self._clock = clock
         self._start = clock()
         self._sli = sli_step(service, registry=registry)
-        self._detector = AnomalyDetector(window, k, min_samples)
+        self._detector = AnomalyDetector(window, k, min_samples, min_excess)
         rec = recorder_for(registry)
         self._badput_series = {r: rec.counter(catalog.STEP_BADPUT, service, r) for r in REASONS}
         self._goodput_series = rec.counter(catalog.STEP_GOODPUT, service)

@@ -44,9 +44,9 @@ class Config:
     """Everything a run depends on (the CLI flags, and what tests vary)."""
 
     steps: int = 200
-    batch_size: int = 64
-    features: int = 32
-    hidden: int = 64
+    batch_size: int = 256
+    features: int = 128
+    hidden: int = 512
     classes: int = 4
     learning_rate: float = 0.2
     seed: int = 0

@@ -463,7 +463,7 @@ class _Hub:
             explanation = self.pending().pop(name, None)
             owner, frame = compilation.find_owner(sys._getframe(1))
             if owner is not None:  # the compile observer reports it, with the cause jaxobs derived
-                caller = frame.f_back if frame is not None else None
+                caller = compilation.caller_of(frame) if frame is not None else None
                 self._instrumented_details()[owner.name] = _Explanation(
                     owner.name, "", explanation.detail if explanation else "",
                     _site(caller) if caller is not None else "", "")
