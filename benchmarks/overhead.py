@@ -65,7 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--sample-rate", type=float, default=None,
+                        help="override jaxobs' default sampling rate (0 = never synchronise)")
     args = parser.parse_args()
+    if args.sample_rate is not None:
+        jaxobs.configure(sample_rate=args.sample_rate)
     cases = [
         ("tiny", tiny, jnp.ones((8,), jnp.float32), args.calls),
         ("about_1ms", about_1ms, jnp.ones((256, 256), jnp.float32) * 0.01, max(20, args.calls // 50)),

@@ -203,7 +203,8 @@ class InstrumentedJit:
             countdown[0] = left - 1
             owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
             try:
-                out = jitted(*args, **kwargs)
+                # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
+                out = jitted(*args, **kwargs) if kwargs else jitted(*args)
             except BaseException as exc:
                 ctl._on_error(compiling.pop(getframe(), None), exc, None)
                 raise

@@ -170,3 +170,218 @@ def running_alertmanager(workdir: Path, config_text: str) -> Iterator[Alertmanag
         yield am
     finally:
         stop(proc)
+
+
+# --- shortened alerting for end-to-end tests ------------------------------------------------
+#
+# Burn-rate windows of hours and notification timings of minutes cannot be waited out in a
+# test.  These helpers divide every duration by one factor (60: hours become minutes, minutes
+# seconds) in the *inputs and outputs* of ``jaxobs generate``, so the generator itself runs
+# unchanged.  Tests that use them say so in their docstring.
+
+
+def scale_duration(text: str, factor: int) -> str:
+    """A Prometheus duration divided by ``factor`` (at least 1s): ``1h`` / 60 = ``1m``."""
+    from jaxobs.slo import duration
+
+    return duration.canonical(max(1, duration.seconds(text) // factor))
+
+
+def _scale_tier(tier: dict[str, Any], factor: int) -> dict[str, Any]:
+    out = dict(tier)
+    for key in ("long_window", "short_window", "for"):
+        if key in out and out[key] not in ("0", "0s", 0):
+            out[key] = scale_duration(str(out[key]), factor)
+    return out
+
+
+def shortened_spec(spec_text: str, factor: int = 60, *, page_url: str | None = None,
+                   ticket_url: str | None = None) -> str:
+    """The spec with every burn-rate tier's windows and ``for`` divided by ``factor``.
+
+    SLOs that use the built-in tiers get the scaled defaults (as spec-level
+    ``alerting.tiers``); SLOs with their own tiers get theirs scaled.  SLO
+    windows, resource thresholds and ``deploy_grace_window`` are unchanged.
+    Optionally points the page/ticket receivers at local webhooks.
+    """
+    import yaml
+
+    from jaxobs.slo.model import DEFAULT_TIERS
+
+    spec = yaml.safe_load(spec_text)
+    alerting = spec.setdefault("alerting", {}) or {}
+    spec["alerting"] = alerting
+    defaults = alerting.get("tiers") or [
+        {"severity": t.severity, "burn_rate": t.factor, "long_window": t.long_window,
+         "short_window": t.short_window, "for": t.for_} for t in DEFAULT_TIERS]
+    alerting["tiers"] = [_scale_tier(t, factor) for t in defaults]
+    for service in spec["services"]:
+        for slo in service["slos"]:
+            tiers = (slo.get("alerting") or {}).get("tiers")
+            if tiers:
+                slo["alerting"]["tiers"] = [_scale_tier(t, factor) for t in tiers]
+    receivers = alerting.setdefault("receivers", {}) or {}
+    alerting["receivers"] = receivers
+    if page_url:
+        receivers["page"] = {"webhook_url": page_url}
+    if ticket_url:
+        receivers["ticket"] = {"webhook_url": ticket_url}
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def scale_rule_for(rules_text: str, factor: int = 60) -> str:
+    """A generated rule file with every alert's ``for:`` divided by ``factor``.
+
+    Resource alerts' ``for`` durations (10m, 15m, 30m) are constants of the
+    generator, not spec fields; expressions and their ranges stay as generated.
+    """
+    import yaml
+
+    doc = yaml.safe_load(rules_text)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = scale_duration(rule["for"], factor)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def scale_alertmanager_timings(config_text: str, factor: int = 60) -> str:
+    """A generated Alertmanager config with group_wait/group_interval/repeat_interval divided
+    by ``factor`` on every route; receivers, matchers and inhibitions stay as generated."""
+    import yaml
+
+    doc = yaml.safe_load(config_text)
+
+    def scale(route: dict[str, Any]) -> None:
+        for key in ("group_wait", "group_interval", "repeat_interval"):
+            if key in route:
+                route[key] = scale_duration(route[key], factor)
+        for child in route.get("routes", []):
+            scale(child)
+
+    scale(doc["route"])
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+# --- a webhook receiver (what a pager would be) ----------------------------------------------
+
+
+@dataclass
+class Notification:
+    path: str
+    payload: dict[str, Any]
+
+
+class WebhookReceiver:
+    """Collects Alertmanager webhook notifications (POSTed JSON) on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.notifications: list[Notification] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.notifications.append(Notification(self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def alerts(self, path: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Every alert of every notification (``path`` filters the receiver), with the
+        notification's own status ("firing"/"resolved") first."""
+        with self._lock:
+            notes = list(self.notifications)
+        return [(n.payload["status"], alert) for n in notes if path is None or n.path == path
+                for alert in n.payload["alerts"]]
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- the example inference server as a real process -------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+INFERENCE_SERVER = REPO / "examples" / "inference_server" / "server.py"
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[str]
+    url: str
+    lines: list[str]
+
+
+@contextlib.contextmanager
+def running_inference_server(args: Sequence[str] = (), *, multiproc_dir: Path | None = None,
+                             timeout: float = 90.0) -> Iterator[RunningServer]:
+    """Start ``examples/inference_server/server.py --port 0 ARGS`` and wait until it is ready.
+
+    Its stdout is collected in ``lines`` by a reader thread (the pipe never fills up);
+    the server is terminated (SIGTERM: it flushes its metrics) and reaped on exit.
+    """
+    import queue
+    import re
+    import sys
+    import threading
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if multiproc_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
+    proc = subprocess.Popen([sys.executable, str(INFERENCE_SERVER), "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=REPO)
+    lines: list[str] = []
+    fresh: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            fresh.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        url = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = fresh.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+            if url and "ready" in line:
+                yield RunningServer(proc, url, lines)
+                return
+        raise AssertionError(f"inference server did not get ready in {timeout}s: {lines}")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
