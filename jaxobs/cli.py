@@ -29,15 +29,21 @@ def cli() -> None:
 def demo(duration: float, port: int, addr: str, out_dir: str, spec: str | None, serve: bool) -> None:
     """Run a real JAX workload on CPU, serve its metrics and generate SLO artifacts."""
     from jaxobs import demo as demo_module
+    from jaxobs.slo.spec import SpecError
     from jaxobs.telemetry.prometheus import PortInUseError
 
     try:
+        files = demo_module.artifacts(spec)  # validate the spec before spending time on the workload
         result = demo_module.run(duration=duration, port=port, addr=addr, echo=click.echo)
-    except PortInUseError as exc:
-        raise click.ClickException(exc.strerror or str(exc)) from None
+    except (SpecError, PortInUseError) as exc:
+        raise click.ClickException(getattr(exc, "strerror", None) or str(exc)) from None
     click.echo("")
     click.echo(demo_module.summary(result))
-    demo_module.generate_artifacts(spec, out_dir, echo=click.echo)
+    try:
+        demo_module.write_artifacts(files, out_dir, echo=click.echo)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write into {out_dir}: {exc.strerror or exc}. "
+                                   "Fix: pass --out with a writable directory") from None
     if serve:
         click.echo("serving /metrics until Ctrl-C")
         try:

@@ -171,17 +171,25 @@ def summary(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
-def generate_artifacts(spec_path: str | None, out_dir: str, echo: Callable[[str], None] = print) -> None:
-    """Generate rules, Alertmanager config, dashboards and runbooks like ``jaxobs generate``."""
+def artifacts(spec_path: str | None) -> dict[str, str]:
+    """What ``jaxobs generate`` makes from ``spec_path`` (default: the embedded example)."""
     from pathlib import Path
 
     from jaxobs.generate import generate_all
-    from jaxobs.generate.write import sync
     from jaxobs.slo.spec import load_spec
 
     path = Path(spec_path) if spec_path else Path(__file__).parent / "slo" / "example.yaml"
-    files = generate_all(load_spec(path), source="examples/slo.yaml" if spec_path is None else str(path))
+    return generate_all(load_spec(path), source="examples/slo.yaml" if spec_path is None else str(path))
+
+
+def write_artifacts(files: dict[str, str], out_dir: str, echo: Callable[[str], None] = print) -> None:
+    """Write generated files atomically (unchanged files are left alone)."""
+    from pathlib import Path
+
+    from jaxobs.generate.write import sync
+
     sync(Path(out_dir), files)
     kinds = sorted({rel.split("/", 1)[0] for rel in files})
     echo(f"\ngenerated {len(files)} files ({', '.join(k + '/' for k in kinds)}) into {out_dir}/")
-    echo(f"  next: jaxobs check {path}   ·   promtool check rules {out_dir}/alerts/jaxobs.rules.yaml")
+    echo(f"  next: promtool check rules {out_dir}/alerts/jaxobs.rules.yaml   ·   "
+         f"import {out_dir}/dashboards/*.json into Grafana   ·   jaxobs runbook")

@@ -22,6 +22,7 @@ import functools
 import re
 import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from time import perf_counter
 from types import FrameType
@@ -167,6 +168,7 @@ class InstrumentedJit:
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
+        weakref.finalize(self, self._hits.retire, hits)
         first, period = self._first, self._period
         countdown = [0 if first > 0 or period else sys.maxsize]
         taken = [0]

@@ -49,11 +49,12 @@ class _Series:
 
 
 class CounterSeries(_Series):
-    __slots__ = ("_ticks",)
+    __slots__ = ("_ticks", "_retired")
 
     def __init__(self) -> None:
         super().__init__()
         self._ticks: list[itertools.count[int]] = []
+        self._retired = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
         try:
@@ -74,9 +75,21 @@ class CounterSeries(_Series):
             self._ticks.append(tick)
         return tick
 
+    def retire(self, tick: itertools.count[int]) -> None:
+        """Fold a ticker whose owner is gone into the total (wrappers created in a loop
+        must not grow this list forever)."""
+        with self._lock:
+            self._retired += _count_of(tick)
+            self._ticks = [t for t in self._ticks if t is not tick]
+
     def value(self) -> float:
-        ticks = sum(int(repr(t)[len("count("):-1]) for t in list(self._ticks))
+        with self._lock:
+            ticks = sum(_count_of(t) for t in self._ticks) + self._retired
         return float(sum(c[0] for c in list(self._cells)) + ticks)
+
+
+def _count_of(tick: itertools.count[int]) -> int:
+    return int(repr(tick)[len("count("):-1])
 
 
 class GaugeSeries(_Series):

@@ -70,3 +70,13 @@ def test_demo_port_in_use_is_one_clear_line():
     assert out.returncode == 1
     assert f"Error: port {port} on 127.0.0.1 is already in use" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_demo_rejects_a_bad_spec_before_running(tmp_path: Path):
+    bad = tmp_path / "slo.yaml"
+    bad.write_text("apiVersion: jaxobs/v1\nservices: []\n")
+    out = subprocess.run([sys.executable, "-m", "jaxobs.cli", "demo", "--spec", str(bad), "--port", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert f"Error: {bad}:1: kind: is required" in out.stderr
+    assert "Traceback" not in out.stderr and "serving metrics" not in out.stdout

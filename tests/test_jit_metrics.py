@@ -182,3 +182,21 @@ def test_concurrent_compiles_are_attributed_to_their_own_function(registry, rec)
         assert rec.value(C.CALLS, name, "miss") == 4
         assert rec.value(C.CALLS, name, "hit") == 8
         assert rec.value(C.COMPILE_DURATION, name, "backend") == 4
+
+
+def test_wrappers_created_in_a_loop_do_not_leak_counters(registry, rec):
+    import gc
+
+    def body(x):
+        return x + 1
+
+    x = jnp.ones(2)
+    for _ in range(50):  # an anti-pattern (a new wrapper per call), but it must stay bounded
+        f = jaxobs.jit(body, name="looped", registry=registry)
+        f(x)
+        f(x)
+        del f
+    gc.collect()
+    series = rec.family(C.CALLS).labels("looped", "hit")
+    assert len(series._ticks) <= 1  # dead wrappers' tickers were folded into the total
+    assert rec.value(C.CALLS, "looped", "hit") + rec.value(C.CALLS, "looped", "miss") == 100
