@@ -60,6 +60,7 @@ def _attach() -> None:
     # (Imports are local so `jaxobs --help` does not import jax.)
     from jaxobs.exporter import exporter_command; cli.add_command(exporter_command)  # noqa: E702
     from jaxobs.generate.cli import register; register(cli)  # noqa: E702  (generate, check, runbook)
+    from jaxobs.report import report_command; cli.add_command(report_command)  # noqa: E702
     pass
 
 
