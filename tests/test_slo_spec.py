@@ -150,6 +150,11 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
                             "            total: sum(rate(t_total[$window]))"),
      ("services[0].slos[0].sli.raw.errors", "no '$window' placeholder",
       "so each alert window gets its own rate")),
+    ("raw-unknown-jaxobs-metric", BASE.replace(
+        "availability: {}", "raw:\n            errors: sum(rate(jaxobs_reqests_total[$window]))\n"
+                            "            total: sum(rate(jaxobs_requests_total[$window]))"),
+     ("services[0].slos[0].sli.raw.errors: unknown jaxobs metric 'jaxobs_reqests_total'",
+      "did you mean 'jaxobs_requests_total'?")),
     ("duplicate-slo-names", BASE.replace("name: latency", "name: availability"),
      ("services[0].slos[1].name: duplicate name 'availability'", "must be unique")),
     ("short-window-not-shorter", BASE + "        alerting:\n          tiers:\n"

@@ -403,6 +403,7 @@ def _sli(ctx: _Context, raw: Any, path: str) -> SLI:
                 ctx.fail(f"{sub}.{key}", "the query has no '$window' placeholder",
                          "use '$window' as the range, e.g. 'sum(rate(my_errors_total[$window]))', "
                          "so each alert window gets its own rate")
+            _check_metric_names(ctx, query, f"{sub}.{key}")
             queries[key] = query.strip()
         return SLI(kind="raw", errors_query=queries["errors"], total_query=queries["total"])
     allowed = ("threshold", "selector") if kind == "latency" else ("selector",)
@@ -436,6 +437,22 @@ def _threshold(ctx: _Context, value: Any, path: str) -> float:
     return ctx.fail(path, f"{seconds:g}s is not a bucket bound of "
                           f"{catalog.REQUEST_DURATION.name}, so the SLI could not be exact",
                     f"pick one of: {valid} (seconds)")
+
+
+_JAXOBS_NAME = re.compile(r"\bjaxobs_[a-z0-9_]+")
+_SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def _check_metric_names(ctx: _Context, query: str, path: str) -> None:
+    """A raw query may use jaxobs metrics, but only names the catalog defines."""
+    for name in _JAXOBS_NAME.findall(query):
+        base = next((name[: -len(sfx)] for sfx in _SERIES_SUFFIXES
+                     if name.endswith(sfx) and name[: -len(sfx)] in catalog.METRICS), name)
+        if base in catalog.METRICS or name.startswith("jaxobs_slo"):
+            continue
+        close = difflib.get_close_matches(name, list(catalog.METRICS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "see jaxobs/catalog.py for the metric names"
+        ctx.fail(path, f"unknown jaxobs metric {name!r}", hint)
 
 
 def _tiers(ctx: _Context, raw: Any, path: str) -> tuple[BurnRateTier, ...]:
