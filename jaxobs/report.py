@@ -373,20 +373,42 @@ def _plot_burn(ax: Any, data: ReportData) -> None:
         _fit_rows(ax, len(names))
         ax.set_xlabel("burn rate")
     else:
-        import matplotlib.dates as mdates
         from datetime import datetime
 
+        import matplotlib.dates as mdates
+
         for b in data.burn:
-            ax.plot([datetime.fromtimestamp(t) for t, _ in b.points], [v for _, v in b.points],
+            times, values = _with_gaps(b.points)
+            ax.plot([datetime.fromtimestamp(t) for t in times], values,
                     label=f"{b.name}, peak {b.peak:.1f}x", linewidth=1.5)
         ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
         ax.set_yscale("symlog", linthresh=1)
-        ax.set_ylim(bottom=0)  # burn is never negative; symlog would show a mirrored half
+        # Burn is never negative (symlog would show a mirrored half); headroom above the peak.
+        ax.set_ylim(0, max(2.0, max(b.peak for b in data.burn) * 3))
         ax.set_ylabel("burn rate")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     ax.annotate(data.burn_note, (0, -0.22), xycoords="axes fraction", fontsize=7, color="0.35")
+
+
+def _with_gaps(points: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
+    """Times and values with NaN where samples are missing, so a line never bridges a gap.
+
+    (Without traffic the ratio has no sample: ``total > 0`` filters it.  Drawing a
+    line across would show a burn that did not happen.)
+    """
+    steps = [b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0]]
+    step = min(steps) if steps else 0.0
+    times: list[float] = []
+    values: list[float] = []
+    for i, (t, v) in enumerate(points):
+        if i and step and t - points[i - 1][0] > 1.5 * step:
+            times.append(points[i - 1][0] + step)
+            values.append(math.nan)
+        times.append(t)
+        values.append(v)
+    return times, values
 
 
 def render_png(data: ReportData) -> bytes:

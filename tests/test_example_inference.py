@@ -27,6 +27,7 @@ from jaxobs import catalog
 sys.path.insert(0, str(REPO / "examples" / "inference_server"))
 
 import loadgen  # noqa: E402
+import pager  # noqa: E402
 import server  # noqa: E402
 from batching import DEFAULT_BUCKETS, bucket_for, pad_rows  # noqa: E402
 
@@ -282,3 +283,32 @@ def test_server_process_warms_up_serves_metrics_and_exits_on_sigterm(tmp_path: P
         assert "jaxobs_deploy_in_progress 0.0" in metrics  # the window closed after warmup
         srv.proc.terminate()
         assert srv.proc.wait(15) == 0
+
+
+# --- the laptop demo's pieces ------------------------------------------------------------------
+
+
+def test_laptop_tiers_are_the_default_tiers_divided_by_60() -> None:
+    """docs/examples.md inserts laptop-tiers.yaml under `alerting:`; the full-stack test scales
+    the defaults in code.  Both must describe the same tiers."""
+    from realtools import shortened_spec
+
+    from jaxobs.slo.spec import parse_spec
+
+    spec_text = (REPO / "examples" / "slo.yaml").read_text()
+    tiers = (REPO / "examples" / "inference_server" / "laptop-tiers.yaml").read_text()
+    laptop = parse_spec(spec_text.replace("alerting:\n", "alerting:\n" + tiers, 1), "laptop")
+    scaled = parse_spec(shortened_spec(spec_text, 60), "scaled")
+    inference = lambda spec: next(s for s in spec.services if s.name == "inference")  # noqa: E731
+    assert [slo.tiers for slo in inference(laptop).slos] == [slo.tiers for slo in inference(scaled).slos]
+
+
+def test_pager_prints_one_line_per_alert_with_its_runbook() -> None:
+    payload = {"status": "firing", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": "JaxobsErrorBudgetBurn", "severity": "page", "service": "inference",
+                   "slo": "availability"},
+        "annotations": {"summary": "inference/availability: burning", "runbook_url": "https://x/R.md"}}]}
+    (line,) = pager.describe("/page", payload)
+    assert "/page FIRING   JaxobsErrorBudgetBurn severity=page service=inference slo=availability" in line
+    assert "inference/availability: burning" in line and "runbook: https://x/R.md" in line

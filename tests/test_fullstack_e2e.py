@@ -20,9 +20,11 @@ Alertmanager config ``group_wait``/``group_interval``/``repeat_interval`` are di
 
 What it proves, in order:
 
-1. A rollout: the server warms up inside ``jaxobs.deploy_window()`` and clients send
-   unbucketed batch sizes that compile.  Compile alerts fire in Prometheus, Alertmanager
-   holds them *inhibited* by ``JaxobsDeployInProgress``, and no receiver ever gets them.
+1. A rollout: the server warms up inside ``jaxobs.deploy_window()`` (the sidecar's
+   ``/readyz`` turns 200 after it) and clients send unbucketed batch sizes that compile.
+   Compile alerts fire in Prometheus, Alertmanager holds them *inhibited* by
+   ``JaxobsDeployInProgress``, and no receiver ever gets them — while the ticket receiver
+   does get the cold-start SLO's ticket, so the route itself works.
 2. A burst of errors pages: the page receiver gets ``JaxobsErrorBudgetBurn`` with
    ``severity=page``, ``service=inference``, ``slo=availability``, the team label, the
    summary and the ``runbook_url``.

@@ -89,7 +89,7 @@ def test_snapshot_over_http_and_objective_from_a_spec(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     for outcome, n in (("ok", 98), ("error", 2)):
         jaxobs.recorder_for(registry).counter(catalog.REQUESTS, "inference", outcome).inc(n)
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:
         out = tmp_path / "r.png"
         spec = Path(__file__).resolve().parent.parent / "examples" / "slo.yaml"
