@@ -156,3 +156,34 @@ def test_report_does_not_import_matplotlib_until_it_renders() -> None:
     code = "import sys, jaxobs.cli, jaxobs.report; print('matplotlib' in sys.modules, 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+@pytest.mark.e2e
+def test_png_from_a_prometheus_without_slo_rules(tmp_path: Path) -> None:
+    """No recording rules loaded: the burn panel falls back to jaxobs_requests_total."""
+    import sys
+
+    from realtools import REPO, running_inference_server, running_prometheus, wait_until
+
+    from jaxobs.report import from_prometheus
+
+    sys.path.insert(0, str(REPO / "examples" / "inference_server"))
+    import loadgen
+
+    with running_inference_server(["--allow-injection", "--duration", "120"]) as server:
+        target = server.url.removeprefix("http://")
+        with running_prometheus(tmp_path / "prom", [target], job="inference") as prom:
+            prom.wait_value('up{job="inference"}', lambda v: v == 1)
+            for _ in range(3):  # a few scrapes apart, so rates have two samples
+                loadgen.run(loadgen.LoadConfig(url=server.url, requests=300, error_rate=0.2))
+                wait_until(lambda: prom.value(f"sum({catalog.REQUESTS.name})"), 10, what="requests scraped")
+            data = wait_until(lambda: (d := from_prometheus(prom.url, 300)).burn and d, 30,
+                              what="a burn series")
+            assert "no SLO rules loaded" in data.burn_note
+            assert data.burn[0].name == "inference availability (1m)" and data.burn[0].peak > 1
+            assert {h.name for h in data.latency} >= {"inference steady"}
+            assert set(data.compile_seconds) == {"predict"}
+            out = tmp_path / "prom.png"
+            code, output = run_report("--prometheus", prom.url, "--range", "5m", "-o", str(out))
+            assert code == 0, output
+            assert_not_blank(out)
