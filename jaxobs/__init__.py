@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "instrument": "jaxobs.instrumented",
     "jit": "jaxobs.instrumented",
     "settings": "jaxobs.instrumented",
+    "GoodputTracker": "jaxobs.goodput",
     "deploy_window": "jaxobs.readiness",
     "is_ready": "jaxobs.readiness",
     "set_deploy_in_progress": "jaxobs.readiness",
@@ -59,6 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from jaxobs.goodput import GoodputTracker
     from jaxobs.instrumented import InstrumentedJit, Settings, configure, instrument, jit, settings
     from jaxobs.readiness import (deploy_window, is_ready, register_warmup, run_warmups,
                                   set_deploy_in_progress, set_ready, warmup)
