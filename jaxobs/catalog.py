@@ -8,7 +8,7 @@ instead of string literals.  Names follow Prometheus conventions: base units,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 MetricType = Literal["counter", "gauge", "histogram"]

@@ -35,6 +35,18 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_module(module: str) -> Any:
+    """Import a test dependency: skip locally when it is missing, fail in CI (CI set)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{module} not installed (pip install -e '.[test]')", allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

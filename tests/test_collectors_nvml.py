@@ -20,20 +20,10 @@ from jaxobs.collectors import nvml as nvml_collector  # noqa: E402
 from jaxobs.collectors.nvml import NvmlCollector, cuda_version_string  # noqa: E402
 from jaxobs.safety import internal_error_counts  # noqa: E402
 
-def _require(module: str):
-    """Import a test dependency: skip locally when it is missing, fail in CI (CI=true)."""
-    import importlib
-    import os
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"{module} not installed (pip install -e '.[test]')", allow_module_level=True)
+from realtools import require_module  # noqa: E402
 
 
-pynvml = _require("pynvml")
+pynvml = require_module("pynvml")
 
 #: Every pynvml attribute the collector touches (and the double therefore must get right).
 USED_BY_COLLECTOR = (

@@ -11,21 +11,11 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
-def _require(module: str):
-    """Import a test dependency: skip locally when it is missing, fail in CI (CI=true)."""
-    import importlib
-    import os
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"{module} not installed (pip install -e '.[test]')", allow_module_level=True)
+from realtools import require_module  # noqa: E402
 
 
-_require("grpc")
-_require("tpu_info")
+require_module("grpc")
+require_module("tpu_info")
 
 from fake_tpu_runtime import DUTY_CYCLE, FakeChip, FakeRuntimeMetricService, FakeTpuRuntime  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fakes.processes import exporter
-from realtools import running_prometheus, stop, wait_until
+from realtools import running_prometheus, wait_until
 
 pytestmark = pytest.mark.e2e
 

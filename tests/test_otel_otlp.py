@@ -21,20 +21,11 @@ from dataclasses import dataclass, field
 import pytest
 
 
-def _require(module: str):  # type: ignore[no-untyped-def]
-    """Import a test dependency: skip locally when it is missing, fail in CI (CI=true)."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"{module} not installed (pip install -e '.[test]')", allow_module_level=True)
+from realtools import require_module
 
 
-grpc = _require("grpc")
-_require("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
+grpc = require_module("grpc")
+require_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,

@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import start_http_server as prom_start_http_server
 
 import jaxobs
-from realtools import free_port
 
 
 def _get(url: str) -> str:
