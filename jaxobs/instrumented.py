@@ -1,9 +1,11 @@
 """``jaxobs.jit`` / ``jaxobs.instrument``: a drop-in, instrumented ``jax.jit``.
 
 The wrapper keeps jit's semantics (results, exceptions, async dispatch, AOT
-methods) and adds, per steady call, one clock read, one atomic counter tick
-and a sampling test.  Everything expensive — compile attribution, signatures,
-cause analysis, XLA cost analysis — runs only when a call compiled anyway.
+methods) and adds, per steady unsampled call, a trace-state read, a sampling
+countdown, one dict test and one atomic counter tick — no clock, lock or
+thread-local.  Sampled calls (1 % by default) are timed on host and device.
+Everything expensive — compile attribution, signatures, cause analysis, XLA
+cost analysis — runs only when a call compiled anyway.
 
 How a compile is attributed without per-call bookkeeping: JAX compiles
 synchronously inside the caller's Python stack, so the jax.monitoring listener
