@@ -394,6 +394,10 @@ class InstrumentedJit:
     def clear_cache(self) -> None:
         self._jitted.clear_cache()
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calling the controller is calling the instrumented function (``self.call``)."""
+        return self.call(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"<jaxobs.InstrumentedJit {self.name}>"
 

@@ -172,3 +172,10 @@ def test_threads_count_exactly(registry, rec):
         t.join()
     assert rec.value(C.CALLS, "threaded", "hit") == 2000
     assert rec.value(C.CALLS, "threaded", "miss") == 1
+
+
+def test_controller_is_callable_too(registry, rec):
+    ctl = jaxobs.InstrumentedJit(lambda x: x * 4, name="ctl", registry=registry)
+    assert float(ctl(2.0)) == 8.0
+    assert float(ctl.call(3.0)) == 12.0
+    assert rec.value(C.CALLS, "ctl", "hit") + rec.value(C.CALLS, "ctl", "miss") == 2
