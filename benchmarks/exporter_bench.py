@@ -30,6 +30,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from jaxobs import catalog
+
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +91,7 @@ def device_and_host_families(body: bytes) -> str:
     for line in body.decode().splitlines():
         if line.startswith("# HELP "):
             current = line.split()[2]
-        if current and not current.startswith(("jaxobs_requests", "jaxobs_ready")):
+        if current and not current.startswith((catalog.REQUESTS.base_name, catalog.READY.name)):
             keep.append(line)
     return "\n".join(keep) + "\n"
 

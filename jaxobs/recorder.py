@@ -188,10 +188,6 @@ class Family:
         with self._lock:
             return sorted(self._series.items())
 
-    def remove(self, *values: str) -> None:
-        with self._lock:
-            self._series.pop(values, None)
-
 
 _all_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 

@@ -58,6 +58,3 @@ def _install_env_backends(recorder: Recorder) -> None:
 
         report_internal_error("otel_backend", exc)
 
-
-def default_recorder() -> Recorder:
-    return recorder_for(None)
