@@ -34,6 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from overhead import time_calls  # the same timing loop as the jit benchmark
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -116,13 +117,6 @@ def naive_otel(fn: Callable[[Any], Any], provider: MeterProvider) -> Callable[[A
     return call
 
 
-def per_call(fn: Callable[[Any], Any], x: Any, calls: int) -> float:
-    out = None
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        out = fn(x)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - t0) / calls
 
 
 def main() -> None:
@@ -154,7 +148,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
-            times[name].append(per_call(fn, x, args.calls))
+            times[name].append(time_calls(fn, x, args.calls))
     scraper.stop()
     jotel.uninstall(reader)
     naive_provider.shutdown()

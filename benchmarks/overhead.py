@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 import jaxobs
 
 
-def _time_calls(fn, x, calls: int) -> float:
+def time_calls(fn, x, calls: int) -> float:
     out = None
     t0 = time.perf_counter()
     for _ in range(calls):
@@ -43,9 +43,9 @@ def measure(name: str, kernel, x, rounds: int, calls: int) -> dict[str, float]:
             jax.block_until_ready(fn(x))
     raw_t, inst_t, fwd_t = [], [], []
     for _ in range(rounds):
-        raw_t.append(_time_calls(raw, x, calls))
-        inst_t.append(_time_calls(inst, x, calls))
-        fwd_t.append(_time_calls(forward, x, calls))
+        raw_t.append(time_calls(raw, x, calls))
+        inst_t.append(time_calls(inst, x, calls))
+        fwd_t.append(time_calls(forward, x, calls))
     r, i, f = statistics.median(raw_t), statistics.median(inst_t), statistics.median(fwd_t)
     return {"raw_us": r * 1e6, "instrumented_us": i * 1e6, "ratio": i / r, "forward_ratio": f / r}
 
