@@ -1,19 +1,36 @@
-# The two commands of the README.  Each installs what it needs first (idempotent).
-PY ?= python3
+# The two commands of the README.  Each installs what it needs first (idempotent) into a
+# project virtualenv: the active one ($VIRTUAL_ENV), else .venv created from $(PYTHON).
+PYTHON ?= python3
+VENV ?= $(or $(VIRTUAL_ENV),.venv)
+PY = $(VENV)/bin/python
+# The newest environment of the test matrix: Python 3.13 with the newest supported JAX
+# (.ci/constraints-newest.txt); `make test` fails when this interpreter is missing.
+NEWEST_PYTHON ?= $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin/python3
+NEWEST_VENV ?= .venv-newest
+export PYTHON VENV NEWEST_PYTHON NEWEST_VENV
 
-.PHONY: demo test bench generate check-generated
+.PHONY: demo test test-oldest test-newest bench generate
 
 demo:  ## run a real JAX workload on CPU, serve /metrics, generate alerts/dashboards/runbooks
-	@PYTHON=$(PY) scripts/setup.sh demo
+	@scripts/setup.sh demo
 	$(PY) -m jaxobs.cli demo $(DEMO_ARGS)
 
-test:  ## install test dependencies and run the whole suite (pytest exits non-zero if no test ran)
-	@PYTHON=$(PY) scripts/setup.sh test
+test: test-oldest test-newest  ## the whole suite on the oldest and on the newest supported JAX
+
+test-oldest:  ## every test (end-to-end included) with the oldest supported JAX, in $(VENV)
+	@scripts/setup.sh test
+	$(PY) -c 'import sys, jax; print("test-oldest: Python", sys.version.split()[0], "JAX", jax.__version__)'
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-newest:  ## every test but the slow end-to-end ones with Python 3.13 and the newest JAX
+	@scripts/setup.sh newest
+	$(NEWEST_VENV)/bin/python -c 'import sys, jax; print("test-newest: Python", sys.version.split()[0], "JAX", jax.__version__)'
+	$(NEWEST_VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
 bench:  ## overhead benchmarks (ratios against raw jax.jit / a bare server)
-	@PYTHON=$(PY) scripts/setup.sh test
+	@scripts/setup.sh test
 	$(PY) benchmarks/overhead.py
 
 generate:  ## regenerate the checked-in alerts/, dashboards/, runbooks/ from examples/slo.yaml
+	@scripts/setup.sh demo
 	$(PY) -m jaxobs.cli generate examples/slo.yaml -o .
