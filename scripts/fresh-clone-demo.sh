@@ -19,4 +19,4 @@ echo "fresh-clone-demo: $(git log --oneline -1) with $stock ($("$stock" --versio
 # no inherited virtualenv, and the stock interpreter is the first python3 on PATH
 env -u VIRTUAL_ENV -u PYTHONPATH PATH="$(dirname "$stock"):$PATH" make demo DEMO_ARGS="${DEMO_ARGS:-}"
 test -d jaxobs-demo/alerts && test -d jaxobs-demo/dashboards && test -d jaxobs-demo/runbooks
-echo "fresh-clone-demo: ok"
+echo "fresh-clone-demo: ok (.venv made from $(.venv/bin/python -c "import sys; print(sys._base_executable)"))"
