@@ -20,23 +20,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "InstrumentedJit": "jaxobs.instrumented",
-    "Settings": "jaxobs.instrumented",
-    "configure": "jaxobs.instrumented",
-    "instrument": "jaxobs.instrumented",
-    "jit": "jaxobs.instrumented",
-    "settings": "jaxobs.instrumented",
-    "GoodputTracker": "jaxobs.goodput",
-    "deploy_window": "jaxobs.readiness",
-    "is_ready": "jaxobs.readiness",
-    "set_deploy_in_progress": "jaxobs.readiness",
-    "register_warmup": "jaxobs.readiness",
-    "run_warmups": "jaxobs.readiness",
-    "set_ready": "jaxobs.readiness",
-    "warmup": "jaxobs.readiness",
-    "request": "jaxobs.requests",
-    "step": "jaxobs.requests",
-    "internal_error_counts": "jaxobs.safety",
+    "InstrumentedJit": "jaxobs.runtime.jit",
+    "Settings": "jaxobs.runtime.jit",
+    "configure": "jaxobs.runtime.jit",
+    "instrument": "jaxobs.runtime.jit",
+    "jit": "jaxobs.runtime.jit",
+    "settings": "jaxobs.runtime.jit",
+    "GoodputTracker": "jaxobs.runtime.goodput",
+    "deploy_window": "jaxobs.runtime.readiness",
+    "is_ready": "jaxobs.runtime.readiness",
+    "set_deploy_in_progress": "jaxobs.runtime.readiness",
+    "register_warmup": "jaxobs.runtime.readiness",
+    "run_warmups": "jaxobs.runtime.readiness",
+    "set_ready": "jaxobs.runtime.readiness",
+    "warmup": "jaxobs.runtime.readiness",
+    "request": "jaxobs.runtime.sli",
+    "step": "jaxobs.runtime.sli",
+    "internal_error_counts": "jaxobs.telemetry.internal_errors",
     "recorder_for": "jaxobs.telemetry",
     "PortInUseError": "jaxobs.telemetry.prometheus",
     "flush_multiprocess": "jaxobs.telemetry.prometheus",
@@ -60,11 +60,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxobs.goodput import GoodputTracker
-    from jaxobs.instrumented import InstrumentedJit, Settings, configure, instrument, jit, settings
-    from jaxobs.readiness import (deploy_window, is_ready, register_warmup, run_warmups,
+    from jaxobs.runtime.goodput import GoodputTracker
+    from jaxobs.runtime.jit import InstrumentedJit, Settings, configure, instrument, jit, settings
+    from jaxobs.runtime.readiness import (deploy_window, is_ready, register_warmup, run_warmups,
                                   set_deploy_in_progress, set_ready, warmup)
-    from jaxobs.requests import request, step
-    from jaxobs.safety import internal_error_counts
+    from jaxobs.runtime.sli import request, step
+    from jaxobs.telemetry.internal_errors import internal_error_counts
     from jaxobs.telemetry import recorder_for
     from jaxobs.telemetry.prometheus import PortInUseError, flush_multiprocess, start_http_server

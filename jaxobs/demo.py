@@ -129,7 +129,7 @@ def _fmt_s(seconds: float) -> str:
 def summary(result: DemoResult) -> str:
     """What happened, from the recorded metrics (the same numbers Prometheus scrapes)."""
     import jaxobs
-    from jaxobs.recorder import HistogramSeries, quantiles
+    from jaxobs.telemetry.recorder import HistogramSeries, quantiles
 
     rec = jaxobs.recorder_for(None)
     lines = [f"jaxobs demo: {result.requests} requests in {result.seconds:.1f}s, "

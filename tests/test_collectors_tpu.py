@@ -20,8 +20,8 @@ require_module("tpu_info")
 from fake_tpu_runtime import DUTY_CYCLE, FakeChip, FakeRuntimeMetricService, FakeTpuRuntime  # noqa: E402
 
 from jaxobs import catalog  # noqa: E402
-from jaxobs.collectors.tpu import TpuCollector  # noqa: E402
-from jaxobs.safety import internal_error_counts  # noqa: E402
+from jaxobs.exporter.collectors.tpu import TpuCollector  # noqa: E402
+from jaxobs.telemetry.internal_errors import internal_error_counts  # noqa: E402
 
 UP = catalog.COLLECTOR_UP.name
 

@@ -1,4 +1,4 @@
-"""The example training loop and the goodput accounting it uses (``jaxobs.goodput``).
+"""The example training loop and the goodput accounting it uses (``jaxobs.runtime.goodput``).
 
 Real JAX on CPU for the loop and the gradient check; the accounting's exact
 arithmetic is checked with a scripted clock, its live numbers against the
@@ -22,7 +22,7 @@ from realtools import REPO
 
 import jaxobs
 from jaxobs import catalog
-from jaxobs.goodput import REASONS, AnomalyDetector, GoodputTracker
+from jaxobs.runtime.goodput import REASONS, AnomalyDetector, GoodputTracker
 from jaxobs.testing import GradientCheckError
 
 sys.path.insert(0, str(REPO / "examples" / "training_loop"))

@@ -7,8 +7,9 @@ import numpy as np
 from prometheus_client import generate_latest
 
 import jaxobs
-import jaxobs.compilation as compilation
-import jaxobs.instrumented as instrumented
+import jaxobs.runtime.causes as causes
+import jaxobs.runtime.compile_events as compile_events
+import jaxobs.runtime.jit as instrumented
 import jaxobs.telemetry.prometheus as prom
 from jaxobs import catalog as C
 
@@ -21,7 +22,7 @@ def test_failing_compile_listener_is_counted_not_raised(registry, rec, monkeypat
     def broken(frame):
         raise RuntimeError("listener bug")
 
-    monkeypatch.setattr(compilation, "find_owner", broken)
+    monkeypatch.setattr(compile_events, "find_owner", broken)
     before = _internal("compile_listener")
     f = jaxobs.jit(lambda x: x * 5, name="listener_fault", registry=registry)
     np.testing.assert_array_equal(f(jnp.arange(3.0)), [0.0, 5.0, 10.0])
@@ -32,7 +33,7 @@ def test_failing_cause_analysis_keeps_results(registry, rec, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("signature bug")
 
-    monkeypatch.setattr(compilation, "signature_of", broken)
+    monkeypatch.setattr(causes, "signature_of", broken)
     before = _internal("instrument")
     f = jaxobs.jit(lambda x: x - 1, name="cause_fault", registry=registry)
     np.testing.assert_array_equal(f(jnp.ones(2)), [0.0, 0.0])
@@ -71,7 +72,7 @@ def test_failing_backend_family_does_not_fail_the_scrape(registry, rec, monkeypa
 
 
 def test_failing_request_bookkeeping_never_masks_user_exception(registry, monkeypatch):
-    import jaxobs.requests as requests
+    import jaxobs.runtime.sli as requests
 
     def broken(self, active, exc):
         raise RuntimeError("request bug")

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import jaxobs
 from jaxobs import catalog
-from jaxobs.recorder import Recorder
+from jaxobs.telemetry.recorder import Recorder
 from jaxobs.telemetry import opentelemetry as jotel
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
@@ -174,7 +174,7 @@ def test_semconv_names_match_the_opentelemetry_semantic_conventions_package():
 def test_nvml_collector_exports_hw_gpu_metrics():
     from fake_pynvml import FakeGpu, FakeNvml
 
-    from jaxobs.collectors.nvml import NvmlCollector
+    from jaxobs.exporter.collectors.nvml import NvmlCollector
 
     nvml = FakeNvml([FakeGpu(0, uuid="GPU-0000"), FakeGpu(1, uuid="GPU-0001", utilization_pct=80)])
     collector = NvmlCollector(nvml, xid_poll_ms=20)
@@ -203,7 +203,7 @@ def test_nvml_collector_exports_hw_gpu_metrics():
 
 
 def test_host_collector_exports_process_semconv_metrics():
-    from jaxobs.collectors.host import HostCollector
+    from jaxobs.exporter.collectors.host import HostCollector
 
     m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[HostCollector(self_name="app")]).produce())
     rss = point(m["process.memory.usage"], process="app")
@@ -281,7 +281,7 @@ def test_periodic_export_runs_on_its_interval(registry):
 def test_failing_exporter_is_counted_not_raised(registry):
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-    from jaxobs.safety import internal_error_counts
+    from jaxobs.telemetry.internal_errors import internal_error_counts
 
     class Unreachable(MetricExporter):
         def export(self, metrics_data, timeout_millis=10_000, **kwargs):  # type: ignore[no-untyped-def]

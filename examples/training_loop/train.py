@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxobs
-from jaxobs.goodput import GoodputSummary, GoodputTracker
+from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
 
 Params = dict[str, Any]
 

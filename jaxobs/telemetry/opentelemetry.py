@@ -13,7 +13,7 @@ How, and why this way
 ---------------------
 * **Nothing on the hot path.**  An OTel ``histogram.record`` costs 10–16 µs,
   more than a tiny jitted call; jaxobs already aggregates every call into its
-  :class:`~jaxobs.recorder.Recorder` (per-thread cells, no locks).  This
+  :class:`~jaxobs.telemetry.recorder.Recorder` (per-thread cells, no locks).  This
   backend only *reads* that recorder when the SDK exports — exactly what the
   Prometheus backend does at scrape time — so the per-call cost is the same
   whichever backend is configured.
@@ -92,8 +92,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from jaxobs import __version__, catalog
-from jaxobs.recorder import CounterSeries, GaugeSeries, HistogramSeries, Recorder
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.recorder import CounterSeries, GaugeSeries, HistogramSeries, Recorder
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 #: ``JAXOBS_BACKEND=otel`` (or ``prometheus,otel``) exports the default recorder over OTLP.
 BACKEND_ENV = "JAXOBS_BACKEND"

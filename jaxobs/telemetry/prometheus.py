@@ -38,8 +38,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from jaxobs import catalog
-from jaxobs.recorder import CounterSeries, Family, GaugeSeries, HistogramSeries, Recorder
-from jaxobs.safety import internal_error_counts, report_internal_error
+from jaxobs.telemetry.recorder import CounterSeries, Family, GaugeSeries, HistogramSeries, Recorder
+from jaxobs.telemetry.internal_errors import internal_error_counts, report_internal_error
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -222,7 +222,7 @@ def attach(recorder: Recorder, registry: CollectorRegistry) -> None:
     in multiprocess mode also flush both to disk."""
     from prometheus_client import REGISTRY
 
-    from jaxobs.collectors.jax_memory import JaxMemoryCollector
+    from jaxobs.runtime.jax_memory import JaxMemoryCollector
 
     memory = JaxMemoryCollector()
     registry.register(JaxobsCollector(recorder))

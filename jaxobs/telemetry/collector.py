@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from jaxobs import catalog
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 #: The ``device`` label value of a collector-wide ``up`` series (library, endpoint).
 WHOLE_COLLECTOR = ""

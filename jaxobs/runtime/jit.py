@@ -9,7 +9,7 @@ cost analysis — runs only when a call compiled anyway.
 
 How a compile is attributed without per-call bookkeeping: JAX compiles
 synchronously inside the caller's Python stack, so the jax.monitoring listener
-walks up the stack to the nearest wrapper frame (see ``compilation.py``) and
+walks up the stack to the nearest wrapper frame (see ``compile_events.py``) and
 files the compile under that frame in ``_compiling``.  After the call the
 wrapper only tests whether ``_compiling`` is non-empty; if it is, it pops its
 own frame's entry.  Threads compiling concurrently each find their own frame.
@@ -32,9 +32,10 @@ from typing import Any, Callable
 
 import jax
 
-from jaxobs import catalog, compilation, requests
-from jaxobs.recorder import Recorder
-from jaxobs.safety import report_internal_error
+from jaxobs import catalog
+from jaxobs.runtime import causes, compile_events, sli
+from jaxobs.telemetry.recorder import Recorder
+from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
 
 try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
@@ -135,9 +136,9 @@ class InstrumentedJit:
         self._in_progress = rec.gauge(catalog.COMPILATIONS_IN_PROGRESS, fname)
         #: frame of a running call/warmup → its compile, filled by the listener.
         self._compiling: dict[FrameType, CompileInProgress] = {}
-        self._history: list[compilation.Signature] = []
+        self._history: list[causes.Signature] = []
         self._history_lock = threading.Lock()
-        compilation.install_listeners()
+        compile_events.install_listeners()
         _record_build_info(rec)
         self.call = self._expose(fun)
 
@@ -179,7 +180,7 @@ class InstrumentedJit:
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
@@ -205,7 +206,7 @@ class InstrumentedJit:
             if left <= 0:
                 return sampled(args, kwargs)
             countdown[0] = left - 1
-            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
             try:
                 # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
                 out = jitted(*args, **kwargs) if kwargs else jitted(*args)
@@ -220,8 +221,8 @@ class InstrumentedJit:
             next(hits)
             return out
 
-        compilation.register_owner_code(call.__code__)
-        compilation.register_owner_code(sampled.__code__)
+        compile_events.register_owner_code(call.__code__)
+        compile_events.register_owner_code(sampled.__code__)
         return call
 
     # --- slow paths ----------------------------------------------------------------
@@ -262,7 +263,7 @@ class InstrumentedJit:
             self._finish(info)
             self._misses.inc()
             self._cold.observe(dt)
-            requests.mark_cold()
+            sli.mark_cold()
             self._record_compilation(args, kwargs)
         except Exception as exc:
             report_internal_error("instrument", exc)
@@ -272,7 +273,7 @@ class InstrumentedJit:
         unsampled fast path has none (steady host time is a sample anyway)."""
         try:
             compiling = info is not None
-            kind = compilation.classify_error(exc, compiling, bool(info and info.backend_done))
+            kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
             (self._misses if compiling else self._hits).inc()
@@ -281,19 +282,19 @@ class InstrumentedJit:
             if dt is not None:
                 (self._cold if compiling else self._steady).observe(dt)
             if compiling:
-                requests.mark_cold()
+                sli.mark_cold()
         except Exception as inner:
             report_internal_error("instrument", inner)
 
     def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
                             compiled: Any = None) -> None:
-        sig = compilation.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
+        sig = causes.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
         with self._history_lock:
-            cause = compilation.explain(sig, self._history)
+            cause = causes.explain(sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
-        compilation.notify_compiled(self.name, cause)
+        compile_events.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
 
@@ -333,7 +334,7 @@ class InstrumentedJit:
 
     def _compile_for_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         abstract_args, abstract_kwargs = self._abstract(args, kwargs)
-        with compilation.ignoring_compiles() as probe:
+        with compile_events.ignoring_compiles() as probe:
             compiled = self._jitted.lower(*abstract_args, **abstract_kwargs).compile()
         if probe.compiled:
             self._analyze = False
@@ -359,7 +360,7 @@ class InstrumentedJit:
     # --- AOT and the rest of jit's surface ---------------------------------------
     def warmup(self, *args: Any, **kwargs: Any) -> Any:
         """Compile for these arguments (arrays or ShapeDtypeStructs) without running."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             compiled = self._jitted.lower(*args, **kwargs).compile()
         finally:
@@ -374,7 +375,7 @@ class InstrumentedJit:
 
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).lower``, with trace/lower time attributed to this function."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             return self._jitted.lower(*args, **kwargs)
         finally:
@@ -382,7 +383,7 @@ class InstrumentedJit:
 
     def trace(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).trace``, with trace time attributed to this function."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             return self._jitted.trace(*args, **kwargs)
         finally:
@@ -403,7 +404,7 @@ class InstrumentedJit:
 
 
 for _method in (InstrumentedJit.warmup, InstrumentedJit.lower, InstrumentedJit.trace):
-    compilation.register_owner_code(_method.__code__)
+    compile_events.register_owner_code(_method.__code__)
 
 
 def default_name(fun: Callable[..., Any]) -> str:
@@ -450,7 +451,7 @@ def _record_build_info(rec: Recorder) -> None:
         return
     _build_info_done.add(id(rec))
     try:
-        from jaxobs.buildinfo import build_info_labels
+        from jaxobs.runtime.buildinfo import build_info_labels
 
         labels = build_info_labels()
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)

@@ -11,8 +11,8 @@ import threading
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.recorder import all_recorders
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.recorder import all_recorders
+from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
 
 _lock = threading.Lock()
@@ -21,7 +21,7 @@ _ready = False
 
 
 def _instrumented(fn: Any) -> Any:
-    from jaxobs.instrumented import controller, instrument
+    from jaxobs.runtime.jit import controller, instrument
 
     ctl = controller(fn)
     return ctl if ctl is not None else controller(instrument(fn))

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar
 
 from jaxobs import catalog
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
 
 F = TypeVar("F", bound=Callable[..., Any])

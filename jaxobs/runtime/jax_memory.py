@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, Collector, Samples
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, Collector, Samples
 
 #: ``kind`` label -> key in XLA's allocator ``memory_stats()`` dict.
 MEMORY_KINDS: tuple[tuple[str, str], ...] = (

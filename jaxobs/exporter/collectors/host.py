@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from jaxobs import catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, Collector, Samples
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, Collector, Samples
 
 _MULTIPROC_FILE = re.compile(r"_(\d+)\.db$")
 
