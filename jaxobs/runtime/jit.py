@@ -15,7 +15,15 @@ wrapper only tests whether ``_compiling`` is non-empty; if it is, it pops its
 own frame's entry.  Threads compiling concurrently each find their own frame.
 
 Under an outer transformation (``jax.jit``, ``grad``, ``vmap`` …) the wrapper
-records nothing and forwards: the inner call is being traced, not run.
+records nothing and forwards: the inner call is being traced, not run.  How it
+knows, and what happens when JAX moves that internal: ``jax_compat.py``.
+
+Self-check: sampled calls (always the first calls of each function) compare
+the jit dispatch cache's size before and after.  A call that grew it without
+any compile event is still counted as a miss, and the missing event as an
+internal error (``compile_events``): a renamed JAX event shows up in a
+dashboard instead of turning every cold call into a silent hit.  The function
+then checks every call this way (the degraded path costs two cache reads).
 """
 
 from __future__ import annotations
@@ -27,27 +35,19 @@ import threading
 import weakref
 from dataclasses import dataclass
 from time import perf_counter
-from types import FrameType
+from types import FrameType, MethodType
 from typing import Any, Callable
 
 import jax
 
 from jaxobs import catalog
-from jaxobs.runtime import causes, compile_events, sli
+from jaxobs.runtime import causes, compile_events, jax_compat, sli
 from jaxobs.telemetry.recorder import Recorder
 from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
 
-try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
-    from jax._src import core as _core
-
-    _trace_state = _core.trace_state_strong_ref
-    _eval_trace = _core.eval_trace
-    if _trace_state.value is not _eval_trace:  # pragma: no cover - imported while tracing?
-        raise ImportError
-except Exception as exc:  # pragma: no cover - jax moved its internals
-    raise ImportError("jaxobs needs jax._src.core.trace_state_strong_ref/eval_trace "
-                      "(jax >= 0.4.36, < 0.11)") from exc
+# the cheapest "are we inside a trace?" test: one C-level attribute read (jax_compat.py)
+_trace_state, _eval_trace, _trace_state_exact = jax_compat.trace_state()
 
 _HISTORY = 64  # signatures remembered per function for cause analysis
 
@@ -109,8 +109,12 @@ _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 class InstrumentedJit:
     """The controller behind a function returned by :func:`jit`/:func:`instrument`.
 
-    Users hold the function (``.call``); it carries jit's surface and a
-    ``jaxobs`` attribute pointing here.
+    Users hold the function (``.call``, an :class:`InstrumentedFunction`); it
+    carries jit's surface and a ``jaxobs`` attribute pointing here.  References
+    run one way only — function → controller → hot-path closure, which sees the
+    controller through a weak proxy — so dropping the last reference to the
+    function frees everything it closed over at once, without the cyclic
+    garbage collector, as with ``jax.jit``.
     """
 
     def __init__(self, fun: Callable[..., Any], *, name: str | None = None,
@@ -138,23 +142,24 @@ class InstrumentedJit:
         self._compiling: dict[FrameType, CompileInProgress] = {}
         self._history: list[causes.Signature] = []
         self._history_lock = threading.Lock()
+        #: compile events received, and AOT lowerings whose executable a later call
+        #: may put into the dispatch cache without an event (both read by the self-check)
+        self._events_seen = 0
+        self._aot_pending = 0
         compile_events.install_listeners()
         _record_build_info(rec)
-        self.call = self._expose(fun)
+        self._fun = fun
+        self._impl = self._make_call()
+        self._exposed: Callable[[], InstrumentedFunction | None] = lambda: None
 
-    def _expose(self, fun: Callable[..., Any]) -> Callable[..., Any]:
-        """The user-facing object: a plain function (cheapest to call, binds as a method)
-        carrying jit's surface (``lower``, ``trace``, ``eval_shape``, ``clear_cache``)."""
-        call = self._make_call()
-        functools.update_wrapper(call, fun)
-        call.lower = self.lower  # type: ignore[attr-defined]
-        call.trace = self.trace  # type: ignore[attr-defined]
-        call.eval_shape = self.eval_shape  # type: ignore[attr-defined]
-        call.clear_cache = self.clear_cache  # type: ignore[attr-defined]
-        call.warmup = self.warmup  # type: ignore[attr-defined]
-        call.jitted = self._jitted  # type: ignore[attr-defined]
-        call.jaxobs = self  # type: ignore[attr-defined]
-        return call
+    @property
+    def call(self) -> InstrumentedFunction:
+        """The user-facing function (made on first use; it keeps this controller alive)."""
+        fn = self._exposed()
+        if fn is None:
+            fn = InstrumentedFunction(self._impl, self)
+            self._exposed = weakref.ref(fn)
+        return fn
 
     # --- the hot path --------------------------------------------------------------
     def _make_call(self) -> Callable[..., Any]:
@@ -167,7 +172,7 @@ class InstrumentedJit:
         shared by threads without a lock on purpose: a lost decrement only
         shifts when the next sample is taken.
         """
-        ctl = self
+        ctl = weakref.proxy(self)  # the closure must not keep its controller alive
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
@@ -175,12 +180,16 @@ class InstrumentedJit:
         first, period = self._first, self._period
         countdown = [0 if first > 0 or period else sys.maxsize]
         taken = [0]
+        checking = [False]  # True once a compile went unreported: every call is checked
         trace_state, eval_trace = _trace_state, _eval_trace
+        inexact, has_tracer = not _trace_state_exact, jax_compat.has_tracer
+        cache_size = jax_compat.cache_size_of(jitted)
         clock = perf_counter
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            seen, size = ctl._events_seen, cache_size()
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
@@ -192,15 +201,25 @@ class InstrumentedJit:
                 if info is not None:  # cold: the sample moves on to the next call
                     ctl._on_cold(info, clock() - t0, args, kwargs)
                     return out
+            if cache_size() > size and ctl._events_seen == seen:
+                if ctl._on_unreported_compile(clock() - t0, args, kwargs):
+                    checking[0] = True
+                    countdown[0] = 0
+                    return out
             host_time = clock() - t0
             next(hits)
-            taken[0] += 1
-            countdown[0] = 0 if taken[0] < first else (period - 1 if period else sys.maxsize)
+            taken[0] = n = taken[0] + 1
+            if checking[0]:  # every call comes here; time only those the schedule picks
+                if n > first and (not period or (n - first) % period):
+                    return out
+            else:
+                countdown[0] = 0 if n < first else (period - 1 if period else sys.maxsize)
             ctl._sample(out, t0, host_time)
             return out
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if trace_state.value is not eval_trace:  # inside an outer jit/grad/vmap: just trace
+            # inside an outer jit/grad/vmap: just trace (``inexact``: JAX moved the trace state)
+            if trace_state.value is not eval_trace or (inexact and has_tracer(args, kwargs)):
                 return jitted(*args, **kwargs)
             left = countdown[0]
             if left <= 0:
@@ -228,6 +247,7 @@ class InstrumentedJit:
     # --- slow paths ----------------------------------------------------------------
     def on_compile_phase(self, frame: FrameType, phase: str, duration: float) -> None:
         """Called by the jax.monitoring listener with the frame of the compiling call."""
+        self._events_seen += 1
         info = self._compiling.get(frame)
         if info is None:
             info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
@@ -267,6 +287,28 @@ class InstrumentedJit:
             self._record_compilation(args, kwargs)
         except Exception as exc:
             report_internal_error("instrument", exc)
+
+    def _on_unreported_compile(self, dt: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """The dispatch cache grew during a call that received no compile event.
+
+        Either an earlier AOT ``lower(...).compile()`` is being put into the
+        cache (no compile: returns False), or JAX compiled without an event we
+        recognise: count the miss and the missing event, and return True.
+        """
+        if self._aot_pending > 0:
+            self._aot_pending -= 1
+            return False
+        report_internal_error("compile_events", RuntimeError(
+            f"{self.name}: a call compiled without a jax.monitoring compile event jaxobs knows "
+            f"({', '.join(compile_events.PHASE_EVENTS)}); compile time is not recorded"))
+        try:
+            self._misses.inc()
+            self._cold.observe(dt)
+            sli.mark_cold()
+            self._record_compilation(args, kwargs)
+        except Exception as exc:
+            report_internal_error("instrument", exc)
+        return True
 
     def _on_error(self, info: CompileInProgress | None, exc: BaseException, dt: float | None) -> None:
         """Count a failed call.  Its duration is known for cold and sampled calls; the
@@ -361,6 +403,7 @@ class InstrumentedJit:
     def warmup(self, *args: Any, **kwargs: Any) -> Any:
         """Compile for these arguments (arrays or ShapeDtypeStructs) without running."""
         owner = self  # noqa: F841 - read by compile_events.find_owner
+        self._aot_pending += 1
         try:
             compiled = self._jitted.lower(*args, **kwargs).compile()
         finally:
@@ -376,6 +419,7 @@ class InstrumentedJit:
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).lower``, with trace/lower time attributed to this function."""
         owner = self  # noqa: F841 - read by compile_events.find_owner
+        self._aot_pending += 1  # its .compile() may fill the dispatch cache without an event
         try:
             return self._jitted.lower(*args, **kwargs)
         finally:
@@ -395,9 +439,20 @@ class InstrumentedJit:
     def clear_cache(self) -> None:
         self._jitted.clear_cache()
 
+    def _cache_size(self) -> int:
+        """The jit dispatch cache's size (libraries' recompile checks read it)."""
+        return int(self._jitted._cache_size())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """``jax.jit``'s state (``function_name`` …): some tools read it to name a function."""
+        getstate = getattr(self._jitted, "__getstate__", None)
+        state = dict(getstate() or {}) if getstate is not None else {}
+        state.setdefault("function_name", getattr(self._fun, "__name__", self.name))
+        return state
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the controller is calling the instrumented function (``self.call``)."""
-        return self.call(*args, **kwargs)
+        return self._impl(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<jaxobs.InstrumentedJit {self.name}>"
@@ -405,6 +460,64 @@ class InstrumentedJit:
 
 for _method in (InstrumentedJit.warmup, InstrumentedJit.lower, InstrumentedJit.trace):
     compile_events.register_owner_code(_method.__code__)
+
+
+class InstrumentedFunction(functools.partial):  # type: ignore[type-arg]
+    """What :func:`jit` returns: call it like the ``jax.jit`` function it wraps.
+
+    A ``functools.partial`` over the hot-path closure, because partial's C call
+    costs about what a plain Python function does, while jit's surface
+    (``lower``, ``trace``, ``_cache_size`` …) lives on the class, not in the
+    instance ``__dict__``: ``functools.wraps`` — and ``jax.jit`` itself — copy a
+    function's ``__dict__`` into whatever wraps it, which would hand the outer
+    wrapper this function's ``trace`` (``jax.make_jaxpr`` would then lose the
+    ``jit`` equation).  Binds as a method like a function does.
+    """
+
+    __slots__ = ("_controller",)
+
+    def __new__(cls, impl: Callable[..., Any], controller: InstrumentedJit) -> InstrumentedFunction:
+        self = super().__new__(cls, impl)
+        self._controller = controller
+        functools.update_wrapper(self, controller._fun)
+        return self
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else MethodType(self, obj)
+
+    @property
+    def jaxobs(self) -> InstrumentedJit:
+        """The controller (metrics, name, settings) behind this function."""
+        return self._controller
+
+    @property
+    def jitted(self) -> Any:
+        """The ``jax.jit`` function this one calls."""
+        return self._controller._jitted
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        return self._controller.lower(*args, **kwargs)
+
+    def trace(self, *args: Any, **kwargs: Any) -> Any:
+        return self._controller.trace(*args, **kwargs)
+
+    def eval_shape(self, *args: Any, **kwargs: Any) -> Any:
+        return self._controller.eval_shape(*args, **kwargs)
+
+    def warmup(self, *args: Any, **kwargs: Any) -> Any:
+        return self._controller.warmup(*args, **kwargs)
+
+    def clear_cache(self) -> None:
+        self._controller.clear_cache()
+
+    def _cache_size(self) -> int:
+        return self._controller._cache_size()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._controller.__getstate__()
+
+    def __repr__(self) -> str:
+        return f"<jaxobs.jit function {self._controller.name}>"
 
 
 def default_name(fun: Callable[..., Any]) -> str:
