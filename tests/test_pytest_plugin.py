@@ -80,6 +80,30 @@ def test_no_recompile_marker_names_function_and_cause_of_each_extra_compile(pyte
     assert "During handling" not in result.stdout.str()
 
 
+def _jax_explains_static_args() -> bool:
+    """Does this JAX's ``jax_explain_cache_misses`` name a changed static argument?"""
+    import logging
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger, handler = logging.getLogger("jax"), Keep()
+    logger.addHandler(handler)
+    saved = jax.config.jax_explain_cache_misses
+    jax.config.update("jax_explain_cache_misses", True)
+    try:
+        f = jax.jit(lambda x, s: x * s, static_argnums=1)
+        f(1.0, 2)
+        f(1.0, 3)
+    finally:
+        jax.config.update("jax_explain_cache_misses", saved)
+        logger.removeHandler(handler)
+    return any("Static(val=3)" in m for m in seen)
+
+
 def test_max_compiles_marker_counts_plain_jax_jit_per_function(pytester):
     result = run(pytester, """
         scale = jax.jit(lambda x, s: x * s, static_argnums=1)
@@ -102,7 +126,10 @@ def test_max_compiles_marker_counts_plain_jax_jit_per_function(pytester):
     assert_in_order(result.stdout.str(),
         "jaxobs @pytest.mark.max_compiles(1): 1 compile over the limit (at most 1 per function)",
         "<lambda> (jax.jit, defined at test_max_compiles_marker_counts_plain_jax_jit_per_function.py:",
-        "x 2. static_arg: static argument [0][1]: 2 -> 3",
+        # JAX 0.12 no longer explains a changed static argument ("cache miss explanation
+        # unavailable"); the guard then says so instead of guessing a cause
+        "x 2. static_arg: static argument [0][1]: 2 -> 3" if _jax_explains_static_args()
+        else "x 2. other: cache miss explanation unavailable",
     )
     assert "double" not in result.stdout.str()
 
