@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from jaxobs.telemetry.collector import Collector
 from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
 from jaxobs.exporter.scrape import Scraper, Source
 from jaxobs.exporter.sources import AppSource, Readiness, app_source
+from jaxobs.telemetry.collector import Collector
 
 logger = logging.getLogger("jaxobs.exporter")
 
