@@ -150,6 +150,10 @@ LIVE_ARRAYS = _g("jaxobs_live_arrays", "Live jax.Array objects per device (a ste
                  ("device",))
 LIVE_ARRAY_BYTES = _g("jaxobs_live_array_bytes", "Bytes held by live jax.Array objects per device.",
                       ("device",))
+DEVICE_PEAK_FLOPS = _g("jaxobs_device_peak_flops_per_second",
+                       "Dense peak FLOP/s of this process' accelerator for the configured dtype; divide "
+                       "achieved FLOP/s by it for model FLOPs utilization. Absent on CPU.",
+                       ("device_kind", "dtype"))
 GPU_LABELS = ("gpu", "uuid", "model")
 GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS)
 GPU_MEMORY = _g("jaxobs_gpu_memory_bytes", "NVML memory, kind used/total (includes JAX's preallocation).",

@@ -64,13 +64,18 @@ class Settings:
     first_samples: int = 3
     #: run XLA cost/memory analysis after each compile (cold path only).
     analyze: bool = True
+    #: dtype whose peak FLOP/s is the MFU denominator (see jaxobs.runtime.efficiency)
+    peak_dtype: str = "bfloat16"
+    #: override the peak-FLOP/s table (another part, a power cap); None: use the table
+    peak_flops_per_second: float | None = None
 
 
 _settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
-              analyze: bool | None = None) -> Settings:
+              analyze: bool | None = None, peak_dtype: str | None = None,
+              peak_flops_per_second: float | None = None) -> Settings:
     """Change process-wide defaults for functions instrumented afterwards.
 
     Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
@@ -84,6 +89,12 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
+    if peak_dtype is not None:
+        settings.peak_dtype = str(peak_dtype)
+    if peak_flops_per_second is not None:
+        if not peak_flops_per_second > 0:
+            raise ValueError(f"peak_flops_per_second must be > 0, got {peak_flops_per_second!r}")
+        settings.peak_flops_per_second = float(peak_flops_per_second)
     return dataclasses.replace(settings)
 
 
@@ -468,3 +479,12 @@ def _record_build_info(rec: Recorder) -> None:
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)
     except Exception as exc:
         report_internal_error("build_info", exc)
+    try:
+        from jaxobs.runtime.efficiency import local_device_kind, peak_flops
+
+        kind = local_device_kind()
+        peak = _settings.peak_flops_per_second or peak_flops(kind, _settings.peak_dtype)
+        if peak:
+            rec.gauge(catalog.DEVICE_PEAK_FLOPS, kind, _settings.peak_dtype).set(peak)
+    except Exception as exc:
+        report_internal_error("device_peak", exc)
