@@ -9,16 +9,17 @@ NEWEST_PYTHON ?= $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin/python3
 NEWEST_VENV ?= .venv-newest
 export PYTHON VENV NEWEST_PYTHON NEWEST_VENV
 
-.PHONY: demo test test-oldest test-newest bench generate
+.PHONY: demo test test-oldest test-newest lint bench generate check-generated
 
 demo:  ## run a real JAX workload on CPU, serve /metrics, generate alerts/dashboards/runbooks
 	@scripts/setup.sh demo
 	$(PY) -m jaxobs.cli demo $(DEMO_ARGS)
 
-test: test-oldest test-newest  ## the whole suite on the oldest and on the newest supported JAX
+test: test-oldest test-newest  ## lint gates, then the whole suite on the oldest and on the newest supported JAX
 
 test-oldest:  ## every test (end-to-end included) with the oldest supported JAX, in $(VENV)
 	@scripts/setup.sh test
+	$(MAKE) --no-print-directory lint
 	$(PY) -c 'import sys, jax; print("test-oldest: Python", sys.version.split()[0], "JAX", jax.__version__)'
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -27,6 +28,10 @@ test-newest:  ## every test but the slow end-to-end ones with Python 3.13 and th
 	$(NEWEST_VENV)/bin/python -c 'import sys, jax; print("test-newest: Python", sys.version.split()[0], "JAX", jax.__version__)'
 	$(NEWEST_VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
+lint:  ## ruff (style, bugs, imports, naming) and mypy, both configured in pyproject.toml
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 bench:  ## overhead benchmarks (ratios against raw jax.jit / a bare server)
 	@scripts/setup.sh test
 	$(PY) benchmarks/overhead.py
@@ -34,3 +39,6 @@ bench:  ## overhead benchmarks (ratios against raw jax.jit / a bare server)
 generate:  ## regenerate the checked-in alerts/, dashboards/, runbooks/ from examples/slo.yaml
 	@scripts/setup.sh demo
 	$(PY) -m jaxobs.cli generate examples/slo.yaml -o .
+
+check-generated:  ## fail when the checked-in alerts/, dashboards/, runbooks/ differ from the generators' output
+	$(PY) -m jaxobs.cli generate examples/slo.yaml -o . --check

@@ -28,23 +28,25 @@ then checks every call this way (the degraded path costs two cache reads).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from types import FrameType, MethodType
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
 from jaxobs import catalog
 from jaxobs.runtime import causes, compile_events, jax_compat, sli
-from jaxobs.telemetry.recorder import Recorder
-from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import Recorder
 
 # the cheapest "are we inside a trace?" test: one C-level attribute read (jax_compat.py)
 _trace_state, _eval_trace, _trace_state_exact = jax_compat.trace_state()
@@ -62,14 +64,24 @@ class Settings:
     first_samples: int = 3
     #: run XLA cost/memory analysis after each compile (cold path only).
     analyze: bool = True
+    #: dtype whose peak FLOP/s is the MFU denominator (see jaxobs.runtime.efficiency)
+    peak_dtype: str = "bfloat16"
+    #: override the peak-FLOP/s table (another part, a power cap); None: use the table
+    peak_flops_per_second: float | None = None
 
 
-settings = Settings()
+_settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
-              analyze: bool | None = None) -> Settings:
-    """Change process-wide defaults for functions instrumented afterwards."""
+              analyze: bool | None = None, peak_dtype: str | None = None,
+              peak_flops_per_second: float | None = None) -> Settings:
+    """Change process-wide defaults for functions instrumented afterwards.
+
+    Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
+    no arguments reads them.
+    """
+    settings = _settings
     if sample_rate is not None:
         _check_rate(sample_rate)
         settings.sample_rate = sample_rate
@@ -77,7 +89,13 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
-    return settings
+    if peak_dtype is not None:
+        settings.peak_dtype = str(peak_dtype)
+    if peak_flops_per_second is not None:
+        if not peak_flops_per_second > 0:
+            raise ValueError(f"peak_flops_per_second must be > 0, got {peak_flops_per_second!r}")
+        settings.peak_flops_per_second = float(peak_flops_per_second)
+    return dataclasses.replace(settings)
 
 
 def _check_rate(rate: float) -> None:
@@ -107,12 +125,14 @@ _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 
 
 class InstrumentedJit:
-    """The controller behind a function returned by :func:`jit`/:func:`instrument`.
+    """The state behind a function returned by :func:`jit`/:func:`instrument`.
+
+    It owns the function's series, compile history and sampling.
 
     Users hold the function (``.call``, an :class:`InstrumentedFunction`); it
     carries jit's surface and a ``jaxobs`` attribute pointing here.  References
-    run one way only — function → controller → hot-path closure, which sees the
-    controller through a weak proxy — so dropping the last reference to the
+    run one way only — function → InstrumentedJit → hot-path closure, which sees
+    the InstrumentedJit through a weak proxy — so dropping the last reference to the
     function frees everything it closed over at once, without the cyclic
     garbage collector, as with ``jax.jit``.
     """
@@ -120,14 +140,14 @@ class InstrumentedJit:
     def __init__(self, fun: Callable[..., Any], *, name: str | None = None,
                  registry: Any = None, sample_rate: float | None = None,
                  jitted: Any = None, **jit_kwargs: Any) -> None:
-        self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
+        self._jitted: Any = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
-        rate = settings.sample_rate if sample_rate is None else sample_rate
+        rate = _settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
         self._period = _period(rate)
-        self._first = settings.first_samples
-        self._analyze = settings.analyze
+        self._first = _settings.first_samples
+        self._analyze = _settings.analyze
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
@@ -154,7 +174,7 @@ class InstrumentedJit:
 
     @property
     def call(self) -> InstrumentedFunction:
-        """The user-facing function (made on first use; it keeps this controller alive)."""
+        """The user-facing function (made on first use; it keeps this InstrumentedJit alive)."""
         fn = self._exposed()
         if fn is None:
             fn = InstrumentedFunction(self._impl, self)
@@ -162,6 +182,8 @@ class InstrumentedJit:
         return fn
 
     # --- the hot path --------------------------------------------------------------
+    # Long on purpose: the two closures are the per-call code, and splitting them
+    # into helpers would add a Python frame (~50 ns) to every call.
     def _make_call(self) -> Callable[..., Any]:
         """Build the per-call closures; every name they touch is a local or closure cell.
 
@@ -172,7 +194,7 @@ class InstrumentedJit:
         shared by threads without a lock on purpose: a lost decrement only
         shifts when the next sample is taken.
         """
-        ctl = weakref.proxy(self)  # the closure must not keep its controller alive
+        ijit = weakref.proxy(self)  # the closure must not keep its InstrumentedJit alive
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
@@ -188,21 +210,21 @@ class InstrumentedJit:
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
-            seen, size = ctl._events_seen, cache_size()
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
+            seen, size = ijit._events_seen, cache_size()
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                ijit._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
             if compiling:
                 info = compiling.pop(getframe(), None)
                 if info is not None:  # cold: the sample moves on to the next call
-                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    ijit._on_cold(info, clock() - t0, args, kwargs)
                     return out
-            if cache_size() > size and ctl._events_seen == seen:
-                if ctl._on_unreported_compile(clock() - t0, args, kwargs):
+            if cache_size() > size and ijit._events_seen == seen:
+                if ijit._on_unreported_compile(clock() - t0, args, kwargs):
                     checking[0] = True
                     countdown[0] = 0
                     return out
@@ -214,7 +236,7 @@ class InstrumentedJit:
                     return out
             else:
                 countdown[0] = 0 if n < first else (period - 1 if period else sys.maxsize)
-            ctl._sample(out, t0, host_time)
+            ijit._sample(out, t0, host_time)
             return out
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -225,17 +247,17 @@ class InstrumentedJit:
             if left <= 0:
                 return sampled(args, kwargs)
             countdown[0] = left - 1
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             try:
                 # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
                 out = jitted(*args, **kwargs) if kwargs else jitted(*args)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, None)
+                ijit._on_error(compiling.pop(getframe(), None), exc, None)
                 raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    ctl._on_cold(info, None, args, kwargs)
+                    ijit._on_cold(info, None, args, kwargs)
                     return out
             next(hits)
             return out
@@ -451,7 +473,7 @@ class InstrumentedJit:
         return state
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Calling the controller is calling the instrumented function (``self.call``)."""
+        """Calling the InstrumentedJit is calling the instrumented function (``self.call``)."""
         return self._impl(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -474,12 +496,13 @@ class InstrumentedFunction(functools.partial):  # type: ignore[type-arg]
     ``jit`` equation).  Binds as a method like a function does.
     """
 
-    __slots__ = ("_controller",)
+    __slots__ = ("_ijit",)
+    _ijit: InstrumentedJit
 
-    def __new__(cls, impl: Callable[..., Any], controller: InstrumentedJit) -> InstrumentedFunction:
+    def __new__(cls, impl: Callable[..., Any], ijit: InstrumentedJit) -> InstrumentedFunction:
         self = super().__new__(cls, impl)
-        self._controller = controller
-        functools.update_wrapper(self, controller._fun)
+        self._ijit = ijit
+        functools.update_wrapper(self, ijit._fun)
         return self
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
@@ -487,37 +510,37 @@ class InstrumentedFunction(functools.partial):  # type: ignore[type-arg]
 
     @property
     def jaxobs(self) -> InstrumentedJit:
-        """The controller (metrics, name, settings) behind this function."""
-        return self._controller
+        """The InstrumentedJit (metrics, name, settings) behind this function."""
+        return self._ijit
 
     @property
     def jitted(self) -> Any:
         """The ``jax.jit`` function this one calls."""
-        return self._controller._jitted
+        return self._ijit._jitted
 
     def lower(self, *args: Any, **kwargs: Any) -> Any:
-        return self._controller.lower(*args, **kwargs)
+        return self._ijit.lower(*args, **kwargs)
 
     def trace(self, *args: Any, **kwargs: Any) -> Any:
-        return self._controller.trace(*args, **kwargs)
+        return self._ijit.trace(*args, **kwargs)
 
     def eval_shape(self, *args: Any, **kwargs: Any) -> Any:
-        return self._controller.eval_shape(*args, **kwargs)
+        return self._ijit.eval_shape(*args, **kwargs)
 
     def warmup(self, *args: Any, **kwargs: Any) -> Any:
-        return self._controller.warmup(*args, **kwargs)
+        return self._ijit.warmup(*args, **kwargs)
 
     def clear_cache(self) -> None:
-        self._controller.clear_cache()
+        self._ijit.clear_cache()
 
     def _cache_size(self) -> int:
-        return self._controller._cache_size()
+        return self._ijit._cache_size()
 
     def __getstate__(self) -> dict[str, Any]:
-        return self._controller.__getstate__()
+        return self._ijit.__getstate__()
 
     def __repr__(self) -> str:
-        return f"<jaxobs.jit function {self._controller.name}>"
+        return f"<jaxobs.jit function {self._ijit.name}>"
 
 
 def default_name(fun: Callable[..., Any]) -> str:
@@ -526,10 +549,10 @@ def default_name(fun: Callable[..., Any]) -> str:
     return qualname.rsplit("<locals>.", 1)[-1]
 
 
-def controller(fn: Any) -> InstrumentedJit | None:
+def instrumented_jit_of(fn: Any) -> InstrumentedJit | None:
     """The InstrumentedJit behind a function returned by :func:`jit`/:func:`instrument`."""
-    ctl = getattr(fn, "jaxobs", None)
-    return ctl if isinstance(ctl, InstrumentedJit) else None
+    ijit = getattr(fn, "jaxobs", None)
+    return ijit if isinstance(ijit, InstrumentedJit) else None
 
 
 def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
@@ -548,7 +571,7 @@ def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, re
 def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
                sample_rate: float | None = None) -> Any:
     """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
-    if controller(jitted) is not None:
+    if instrumented_jit_of(jitted) is not None:
         return jitted
     if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
         return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
@@ -570,3 +593,12 @@ def _record_build_info(rec: Recorder) -> None:
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)
     except Exception as exc:
         report_internal_error("build_info", exc)
+    try:
+        from jaxobs.runtime.efficiency import local_device_kind, peak_flops
+
+        kind = local_device_kind()
+        peak = _settings.peak_flops_per_second or peak_flops(kind, _settings.peak_dtype)
+        if peak:
+            rec.gauge(catalog.DEVICE_PEAK_FLOPS, kind, _settings.peak_dtype).set(peak)
+    except Exception as exc:
+        report_internal_error("device_peak", exc)
