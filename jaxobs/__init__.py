@@ -34,6 +34,7 @@ __all__ = [
     "is_ready",
     "jit",
     "mark_cold",
+    "observe_all",
     "register_warmup",
     "request",
     "run_warmups",
@@ -59,6 +60,7 @@ _HOMES: dict[str, str] = {
     "is_ready": "jaxobs.runtime.readiness",
     "jit": "jaxobs.runtime.jit",
     "mark_cold": "jaxobs.runtime.sli",
+    "observe_all": "jaxobs.runtime.observe_all",
     "register_warmup": "jaxobs.runtime.readiness",
     "request": "jaxobs.runtime.sli",
     "run_warmups": "jaxobs.runtime.readiness",
@@ -86,6 +88,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
     from jaxobs.runtime.jit import InstrumentedJit, configure, instrument, jit
+    from jaxobs.runtime.observe_all import observe_all
     from jaxobs.runtime.readiness import (
         deploy_window,
         is_ready,

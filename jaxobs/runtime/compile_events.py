@@ -150,7 +150,21 @@ def _notify_subscribers(event: str, duration: float, fun_name: str | None) -> No
             report_internal_error("compile_subscriber", exc)
 
 
-def _on_duration_event(event: str, duration: float, **kwargs: Any) -> None:
+#: Receives ``(phase, seconds, fun_name)`` for compiles no instrumented function owns
+#: (set by :func:`jaxobs.observe_all`); None when that mode is off.
+UnownedSink = Callable[[str, float, "str | None"], None]
+_unowned_sink: UnownedSink | None = None
+
+
+def set_unowned_sink(sink: UnownedSink | None) -> None:
+    """Route compile phases that no ``jaxobs.jit`` frame owns to ``sink`` (None: drop them)."""
+    global _unowned_sink
+    install_listeners()
+    _unowned_sink = sink
+
+
+def _on_duration_event(event: str, duration_secs: float, **kwargs: Any) -> None:
+    duration = duration_secs  # the parameter name is jax.monitoring's listener protocol
     if event in PHASE_EVENTS and _duration_subscribers:
         _notify_subscribers(event, duration, kwargs.get("fun_name"))
     try:
@@ -163,6 +177,8 @@ def _on_duration_event(event: str, duration: float, **kwargs: Any) -> None:
             owner, frame = find_owner(sys._getframe(1))
             if owner is not None:
                 owner.on_compile_phase(frame, phase, duration)
+            elif _unowned_sink is not None:  # jaxobs.observe_all(): a jit nobody wrapped
+                _unowned_sink(phase, duration, kwargs.get("fun_name"))
             return
         spec = PERSISTENT_CACHE_DURATION_EVENTS.get(event)
         if spec is not None and duration > 0:
