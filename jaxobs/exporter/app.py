@@ -16,7 +16,7 @@ from typing import Any
 
 from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
 from jaxobs.exporter.scrape import Scraper, Source
-from jaxobs.exporter.sources import AppSource, Readiness, app_source
+from jaxobs.exporter.sources import AppSource, NeighbourSource, Readiness, app_source
 from jaxobs.telemetry.collector import Collector
 
 logger = logging.getLogger("jaxobs.exporter")
@@ -35,6 +35,10 @@ class ExporterConfig:
     collectors: tuple[str, ...] = ("auto",)
     nvml_module: str = "pynvml"
     tpu_address: str = "localhost:8431"
+    #: other local /metrics endpoints merged in (``[NAME=]URL``), e.g. Orbax/Grain on 9431
+    scrape: tuple[str, ...] = ()
+    scrape_deadline: float = 2.0
+    scrape_max_bytes: int = 8 * 1024 * 1024
 
 
 def _importable(module: str) -> bool:
@@ -122,8 +126,14 @@ class Exporter:
         self.config = config
         self.app: AppSource | None = app_source(config.multiproc_dir, config.app_url,
                                                 timeout=config.http.scrape_timeout)
+        neighbours = [NeighbourSource(spec, deadline=min(config.scrape_deadline, config.http.scrape_timeout),
+                                      max_bytes=config.scrape_max_bytes) for spec in config.scrape]
+        names = [n.name for n in neighbours]
+        if len(set(names)) != len(names) or "app" in names:
+            raise ValueError(f"--scrape names must be unique and not 'app' (got {', '.join(names)}); "
+                             "name them with NAME=URL")
         self.collectors = build_collectors(config)
-        sources: list[Source] = ([self.app] if self.app else []) + list(self.collectors)
+        sources: list[Source] = ([self.app] if self.app else []) + neighbours + list(self.collectors)
         self.scraper = Scraper(sources)
         self.server = ExporterServer(config.http, Endpoints(metrics=self._metrics, readiness=self._readiness))
 

@@ -50,6 +50,13 @@ from jaxobs.exporter.app import (
               help="Comma-separated: auto, host, nvml, tpu.")
 @click.option("--tpu-address", envvar="JAXOBS_EXPORTER_TPU_ADDRESS", default="localhost:8431",
               show_default=True, help="The TPU runtime metrics service (gRPC).")
+@click.option("--scrape", "scrape", envvar="JAXOBS_EXPORTER_SCRAPE", multiple=True, metavar="[NAME=]URL",
+              help="Merge another local /metrics endpoint (Orbax/Grain: http://127.0.0.1:9431/metrics); "
+                   "repeatable. Its health is jaxobs_collector_up{collector=NAME}.")
+@click.option("--scrape-deadline", envvar="JAXOBS_EXPORTER_SCRAPE_DEADLINE", type=click.FloatRange(0.05, 300),
+              default=2.0, show_default=True, help="Seconds each --scrape endpoint may take per scrape.")
+@click.option("--scrape-max-bytes", envvar="JAXOBS_EXPORTER_SCRAPE_MAX_BYTES", type=click.IntRange(1024),
+              default=8 * 1024 * 1024, show_default=True, help="Largest response accepted from a --scrape endpoint.")
 @click.option("--scrape-timeout", envvar="JAXOBS_EXPORTER_SCRAPE_TIMEOUT", type=click.FloatRange(0.1, 300),
               default=5.0, show_default=True,
               help="Seconds a /metrics request may spend collecting (capped by Prometheus's own timeout).")
@@ -71,7 +78,8 @@ from jaxobs.exporter.app import (
 @click.option("--log-level", envvar="JAXOBS_EXPORTER_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url: str | None,
-                     app_pid: int | None, collectors: str, tpu_address: str, scrape_timeout: float,
+                     app_pid: int | None, collectors: str, tpu_address: str, scrape: tuple[str, ...],
+                     scrape_deadline: float, scrape_max_bytes: int, scrape_timeout: float,
                      request_timeout: float, max_connections: int, tls_cert: str | None, tls_key: str | None,
                      basic_auth_user: str | None, basic_auth_password_file: str | None, nvml_module: str,
                      log_level: str) -> None:
@@ -90,7 +98,8 @@ def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url
                         basic_auth_password=password),
         multiproc_dir=multiproc_dir, app_url=app_url, app_pid=app_pid,
         collectors=tuple(c.strip() for c in collectors.split(",")), nvml_module=nvml_module,
-        tpu_address=tpu_address,
+        tpu_address=tpu_address, scrape=tuple(scrape), scrape_deadline=scrape_deadline,
+        scrape_max_bytes=scrape_max_bytes,
     )
     try:
         resolve_collectors(config.collectors, nvml_module)

@@ -83,17 +83,22 @@ class Scraper:
         self._latch = FailureLatch("exporter.scrape")
 
     def collect(self, timeout: float) -> list[Metric]:
-        deadline = time.monotonic() + timeout
+        start_mono = time.monotonic()
+        deadline = start_mono + timeout
         started = time.perf_counter()
         pending = [(src, flight.submit()) for src, flight in zip(self.sources, self._flights, strict=True)]
         merged = _Merger()
         health = Samples("exporter")
         for src, fut in pending:
-            remaining = max(0.0, deadline - time.monotonic())
+            # a source may have a deadline of its own, shorter than the scrape's (--scrape neighbours)
+            own = getattr(src, "deadline", None)
+            until = deadline if own is None else min(deadline, start_mono + own)
+            remaining = max(0.0, until - time.monotonic())
             try:
                 families, seconds = fut.result(timeout=remaining)
             except FutureTimeout:
-                self._latch.fail(f"{src.name} timeout", TimeoutError(f"{src.name} exceeded {timeout:g}s"))
+                limit = timeout if own is None else min(timeout, own)
+                self._latch.fail(f"{src.name} timeout", TimeoutError(f"{src.name} exceeded {limit:g}s"))
                 health.up(WHOLE_COLLECTOR, False, collector=src.name)
                 health.add(catalog.EXPORTER_COLLECT_DURATION, (src.name,), time.perf_counter() - started)
                 continue
@@ -103,7 +108,7 @@ class Scraper:
                 continue
             self._latch.ok(f"{src.name} timeout")
             self._latch.ok(f"{src.name} error")
-            if src.name == "app":  # collectors report their own up series
+            if src.name == "app" or getattr(src, "reports_up", False):  # collectors report their own
                 health.up(WHOLE_COLLECTOR, True, collector=src.name)
             health.add(catalog.EXPORTER_COLLECT_DURATION, (src.name,), seconds)
             merged.extend(families)

@@ -24,6 +24,7 @@ import glob
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,40 @@ class ProxySource:
         return Readiness(True, "the app reported jaxobs_ready 1")
 
 
+class NeighbourSource:
+    """Another local ``/metrics`` endpoint merged into the sidecar's (``--scrape [NAME=]URL``).
+
+    Orbax and Grain serve their own Prometheus metrics (port 9431 by default);
+    merging them here gives a pod one scrape target and one health story.  Each
+    neighbour has its own deadline (``deadline``, seconds; the scraper stops
+    waiting for it then and reports ``jaxobs_collector_up{collector=NAME} 0``)
+    and a size cap, so a slow or runaway neighbour cannot stall or bloat the
+    sidecar's answer.
+    """
+
+    reports_up = True  # the scraper writes this source's up series (it has none of its own)
+
+    def __init__(self, spec: str, *, deadline: float = 2.0, max_bytes: int = 8 * 1024 * 1024) -> None:
+        name, sep, url = spec.partition("=")
+        if not sep or "://" in name:
+            name, url = "", spec
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--scrape needs an http(s) URL (optionally NAME=URL), got {spec!r}")
+        parsed = urllib.parse.urlsplit(url)
+        self.name = name or f"scrape:{parsed.netloc}"
+        self.url = url
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+
+    def collect(self) -> list[Metric]:
+        req = urllib.request.Request(self.url, headers={"Accept": PROXY_ACCEPT})
+        with urllib.request.urlopen(req, timeout=self.deadline) as resp:  # noqa: S310 - operator-given URL
+            body = resp.read(self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            raise ValueError(f"{self.url} returned more than {self.max_bytes} bytes (--scrape-max-bytes)")
+        return list(text_string_to_metric_families(body.decode("utf-8")))
+
+
 AppSource = MultiprocessSource | ProxySource
 
 
@@ -209,4 +244,4 @@ def app_source(multiproc_dir: str | Path | None, app_url: str | None, *,
     return None
 
 
-__all__ = ["AppSource", "MultiprocessSource", "ProxySource", "Readiness", "app_source"]
+__all__ = ["AppSource", "MultiprocessSource", "NeighbourSource", "ProxySource", "Readiness", "app_source"]
