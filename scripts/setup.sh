@@ -67,6 +67,11 @@ debian_tools() {
 npm_packages() {
   local stamp="$stamp_dir/npm" want
   want="$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)"
+  if [ -L node_modules ]; then
+    # a link to another checkout's install (git worktrees share one): `npm ci` would empty the
+    # link's target, so use it as it is
+    return 0
+  fi
   if [ -d node_modules ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
