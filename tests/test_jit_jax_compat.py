@@ -139,6 +139,15 @@ def test_wrapping_it_again_keeps_the_outer_wrapper_in_charge(registry, rec):
     assert jaxobs.instrument(jax.jit(inner), registry=registry) is not inner
 
 
+def test_copies_call_the_same_function(registry, rec):
+    import copy
+
+    fn = jaxobs.jit(lambda x: x + 2, name="copied", registry=registry)
+    for clone in (copy.copy(fn), copy.deepcopy(fn), copy.deepcopy({"step": fn})["step"]):
+        assert float(clone(1.0)) == 3.0
+    assert sum(_calls(rec, "copied").values()) == 3
+
+
 # --- graceful degradation ----------------------------------------------------------------
 
 

@@ -539,6 +539,12 @@ class InstrumentedFunction(functools.partial):  # type: ignore[type-arg]
     def __getstate__(self) -> dict[str, Any]:
         return self._ijit.__getstate__()
 
+    def __copy__(self) -> InstrumentedFunction:
+        return self  # like a function: copying shares it (and its metrics)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> InstrumentedFunction:
+        return self
+
     def __repr__(self) -> str:
         return f"<jaxobs.jit function {self._ijit.name}>"
 
