@@ -177,17 +177,27 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
     ("unreachable-override", BASE + "        alerting:\n          tiers:\n"
      "            - {severity: page, burn_rate: 200, long_window: 1h}\n",
      ("services[0].slos[1].alerting.tiers[0].burn_rate: a 200x burn", "needs an error ratio of 200%")),
-    ("tier-longer-than-slo-window", BASE.replace("objective: 99\n", "objective: 99\n        window: 1d\n"),
-     ("services[0].slos[1].window: long_window 3d of the default tier 3 (ticket 1x over 3d) is "
-      "longer than the SLO window 1d", "set services[0].slos[1].alerting.tiers")),
+    ("tier-longer-than-slo-window", BASE.replace("objective: 99\n", "objective: 99\n        window: 1d\n")
+     + "        alerting:\n          tiers:\n"
+     "            - {severity: ticket, burn_rate: 1, long_window: 3d}\n",
+     ("services[0].slos[1].alerting.tiers[0].long_window: long_window 3d is "
+      "longer than the SLO window 1d", "shorter long_window")),
     ("wrong-api-version", BASE.replace("jaxobs/v1", "jaxobs/v2"),
      ("apiVersion: unsupported apiVersion 'jaxobs/v2'", "use 'apiVersion: jaxobs/v1'")),
     ("wrong-kind", BASE.replace("kind: SLOSpec", "kind: PrometheusRule"),
      ("kind: unsupported kind 'PrometheusRule'", "use 'kind: SLOSpec'")),
     ("no-services", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices: []\n",
      ("services: the list of services is empty", "add at least one service")),
-    ("service-without-slos", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: x\n",
-     ("services[0].slos: is required",)),
+    ("slos-not-a-list", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: x\n"
+     "    slos: availability\n", ("services[0].slos: expected a list of SLOs",)),
+    ("group-by-an-sli-label", BASE + "        group_by: [service]\n",
+     ("services[0].slos[1].group_by[0]: label 'service' is set by jaxobs itself",)),
+    ("bad-low-traffic", BASE + "        alerting:\n          tiers:\n"
+     "            - {severity: page, burn_rate: 3, long_window: 1h, low_traffic: mute}\n",
+     ("services[0].slos[1].alerting.tiers[0].low_traffic: unknown low-traffic action 'mute'",
+      "use one of: ticket, silent")),
+    ("bad-severity-labels", BASE + "alerting:\n  severity_labels: p1-p2\n",
+     ("alerting.severity_labels: unknown severity convention 'p1-p2'", "critical-warning")),
     ("reserved-label", BASE.replace("  - name: inference\n",
                                     "  - name: inference\n    labels: {severity: low}\n"),
      ("services[0].labels.severity: label 'severity' is set by jaxobs itself", "rename it")),
