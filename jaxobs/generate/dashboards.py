@@ -1,7 +1,7 @@
 """Grafana dashboards (executive, on-call, debug) as a pure function of the SLO spec.
 
 Built with Grafana's own ``grafana-foundation-sdk`` (the Grafana 12 build,
-dashboard schemaVersion 41; DESIGN.md §7).  The panels are data in
+dashboard schemaVersion 41).  The panels are data in
 :mod:`jaxobs.generate.panels`; this module only turns them into builder calls,
 adds the variables and links, and encodes deterministic JSON (sorted keys,
 stable UIDs and panel ids), so regenerating never changes an unchanged file.
@@ -12,7 +12,6 @@ stable UIDs and panel ids), so regenerating never changes an unchanged file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +24,10 @@ from grafana_foundation_sdk.models import common as common_m, dashboard as dash_
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from jaxobs import catalog
-from jaxobs.generate import panels as P, rules
+from jaxobs.generate import panel_rows, rules
+from jaxobs.generate import panels as P
+from jaxobs.generate.names import ONCALL_DASHBOARD_TITLE
+from jaxobs.generate.names import dashboard_uid as _uid
 from jaxobs.slo.model import Spec
 
 __all__ = ["DASHBOARDS", "TAG", "build_dashboards", "dashboard_uid"]
@@ -50,21 +52,21 @@ DASHBOARDS: tuple[DashboardDef, ...] = (
     DashboardDef("executive", "jaxobs / Executive",
                  "Product health and cost: SLO status and error budget, success rate, "
                  "latency, throughput, accelerator utilization and cost per inference.",
-                 P.executive_rows, "now-7d", "5m", ("job", "service", COST_VARIABLE)),
-    DashboardDef("oncall", "jaxobs / On-call",
+                 panel_rows.executive_rows, "now-7d", "5m", ("job", "service", COST_VARIABLE)),
+    DashboardDef("oncall", ONCALL_DASHBOARD_TITLE,
                  "Incident triage: error rate and SLO burn, device memory and OOMs, compile "
                  "events and queue depth, in-flight requests, targets and versions.",
-                 P.oncall_rows, "now-3h", "30s", ("job", "service", "function")),
+                 panel_rows.oncall_rows, "now-3h", "30s", ("job", "service", "function")),
     DashboardDef("debug", "jaxobs / Debug",
                  "Root cause and tuning: per-function compilation, cache behaviour, kernel "
                  "latency, FLOP/s, fusions, memory and arrays, GPU/TPU details, goodput.",
-                 P.debug_rows, "now-6h", "1m", ("job", "service", "function")),
+                 panel_rows.debug_rows, "now-6h", "1m", ("job", "service", "function")),
 )
 
 
 def dashboard_uid(title: str) -> str:
     """A stable UID: a short hash of the title (as kubernetes-mixin does)."""
-    return hashlib.sha256(title.encode("utf-8")).hexdigest()[:16]
+    return _uid(title)
 
 
 def build_dashboards(spec: Spec) -> dict[str, str]:

@@ -60,8 +60,10 @@ def dashboard_url(spec: Spec) -> str | None:
 
 
 def alert_rule(alert: Alert, spec: Spec) -> dict[str, Any]:
+    service = next(s for s in spec.services if s.name == alert.service)
     annotations = {"summary": alert.summary, "description": alert.description,
-                   "runbook_url": runbook_url(spec, alert.name)}
+                   "runbook_url": runbook_url(spec, alert.name),
+                   "targets": ",".join(q.matchers(service.target_selector))}
     url = dashboard_url(spec)
     if url:
         annotations["dashboard_url"] = url
