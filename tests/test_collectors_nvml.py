@@ -14,14 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 import fake_pynvml  # noqa: E402
 from fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
-
-from jaxobs import catalog  # noqa: E402
-from jaxobs.collectors import nvml as nvml_collector  # noqa: E402
-from jaxobs.collectors.nvml import NvmlCollector, cuda_version_string  # noqa: E402
-from jaxobs.safety import internal_error_counts  # noqa: E402
-
 from realtools import require_module  # noqa: E402
 
+from jaxobs import catalog  # noqa: E402
+from jaxobs.exporter.collectors import nvml as nvml_collector  # noqa: E402
+from jaxobs.exporter.collectors.nvml import NvmlCollector, cuda_version_string  # noqa: E402
+from jaxobs.telemetry.internal_errors import internal_error_counts  # noqa: E402
 
 pynvml = require_module("pynvml")
 

@@ -4,7 +4,7 @@ Two sources, so that both jaxobs-instrumented and plain ``jax.jit`` functions ar
 
 * **instrumented functions** report every compile with a bounded cause
   (first/shape/dtype/static_arg/sharding/other, from the argument signatures)
-  through :data:`jaxobs.compilation.compile_observers`;
+  through :data:`jaxobs.runtime.compile_events.compile_observers`;
 * **any other jitted function** is seen through JAX itself: the
   ``/jax/core/compile/backend_compile_duration`` monitoring event says *that*
   ``jit(f)`` compiled and, with ``jax_explain_cache_misses`` switched on for the
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 _BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
 _MISS_PREFIX = "TRACING CACHE MISS"
@@ -294,7 +294,7 @@ def _summarize(diff: str) -> str:
 
 
 def _cause_of(diff: str) -> str:
-    """Map JAX's key diff onto the ``cause`` label values of :mod:`jaxobs.compilation`."""
+    """Map JAX's key diff onto the ``cause`` label values of :mod:`jaxobs.runtime.compile_events`."""
     if "different input types" in diff:
         shape = dtype = False
         for m in _TYPE_DIFF.finditer(diff):
@@ -419,7 +419,7 @@ class _Hub:
             return
         import jax.monitoring
 
-        from jaxobs import compilation
+        from jaxobs.runtime import compile_events as compilation
 
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
         compilation.compile_observers.append(self._on_instrumented)
@@ -456,7 +456,7 @@ class _Hub:
         if event != _BACKEND_EVENT or not self._logs:
             return
         try:
-            from jaxobs import compilation
+            from jaxobs.runtime import compile_events as compilation
 
             fun_name = str(kwargs.get("fun_name", ""))
             name = fun_name.removeprefix("jit(").removesuffix(")") if fun_name.startswith("jit(") else fun_name

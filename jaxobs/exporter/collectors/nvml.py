@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jaxobs import __version__, catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, Collector, Samples
-from jaxobs.collectors.nvml_xid import XidWatcher, handle_key
+from jaxobs.exporter.collectors.nvml_xid import XidWatcher, handle_key
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, Collector, Samples
 
 #: NVML errors meaning "this reading is not available here", not "the GPU is broken".
 UNAVAILABLE_ERRORS: tuple[str, ...] = (
