@@ -150,7 +150,7 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
         alert(DEPLOY_STUCK, "ticket", "deploy", t.deploy_max_duration,
               f"{q.agg('max', g, deploy)} == 1",
               f"{name}: deploy window stuck open",
-              f"{c.DEPLOY_IN_PROGRESS.name} of {name} has been 1 for {t.deploy_max_duration}, "
+              f"{c.DEPLOY_IN_PROGRESS.name} of {name} has been {{{{ $value }}}} for {t.deploy_max_duration}, "
               f"longer than any deploy should take. Compile and version alerts are no longer "
               f"inhibited; clear the gauge if no deploy is running."),
         alert(DEPLOY_IN_PROGRESS, "ticket", "deploy", "0s",

@@ -20,7 +20,8 @@ reads the 5-minute window (the burst then files tickets), which
 ``tests/test_slo_scenarios.py`` proves by mutating the rules.
 
 Raw-PromQL SLIs read the user's own metrics, whose shape jaxobs cannot know,
-so they get no generated case (``promtool check rules`` still checks them).
+so they get no generated case (``promtool check rules`` still checks them);
+neither do SLOs with windows under 5 minutes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 from jaxobs import catalog as c
 from jaxobs.generate import promql as q
 from jaxobs.generate.names import BUDGET_REMAINING, SLO_BURN, SLO_NO_DATA
-from jaxobs.generate.slo_rules import no_data_wait
+from jaxobs.generate.slo_rules import base_window, no_data_wait
 from jaxobs.generate.testcase import Case, Check, Series, instance, labels, segments, series
 from jaxobs.slo import duration
 from jaxobs.slo.model import SLO, BurnRateTier, Outputs, Service
@@ -172,8 +173,8 @@ def slow_burn_case(service: Service, slo: SLO, out: Outputs) -> Case | None:
     longest_for = max(0 if t.for_ == "0s" else _minutes(t.for_) for t in tickets)
     check_at = _grid(start + needed * 1.2 + longest_for + 15)
     phases = [(0.0, start), (burn * slo.error_budget_ratio, check_at - start + 5)]
-    burning = check_at - start
     window = _minutes(slo.window)
+    burning = min(check_at - start, window)
     healthy = max(0, min(window, check_at) - burning)
     remaining = 1 - burn * burning / (healthy + burning)
     page, ticket = (q.eq("severity", out.severity(s)) for s in ("page", "ticket"))
@@ -235,6 +236,8 @@ def slo_cases(service: Service, slo: SLO, out: Outputs | None = None) -> list[Ca
     """Every generated case of one SLO (none for raw SLIs or SLOs without alerts)."""
     if slo.sli.kind == "raw" or not slo.alerting:
         return []
+    if duration.seconds(base_window(slo)) < EVAL_S:
+        return []  # windows under 5 minutes: the 5-minute evaluation cannot resolve them
     out = out or Outputs()
     cases = [burst_case(service, slo, out), slow_burn_case(service, slo, out),
              zero_traffic_case(service, slo)]
