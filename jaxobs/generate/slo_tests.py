@@ -68,12 +68,17 @@ def history(tiers: list[BurnRateTier]) -> int:
     return _grid(max((_minutes(t.long_window) for t in tiers), default=0) + 60)
 
 
+def bad_per_step(ratio: float) -> int:
+    """Bad events per input step for a bad ``ratio`` (whole events, rounded up)."""
+    return min(EVENTS_PER_STEP, math.ceil(round(ratio * EVENTS_PER_STEP, 6)))
+
+
 def slo_inputs(service: Service, slo: SLO, phases: list[Phase], *, other: bool = False
                ) -> tuple[Series, ...]:
     """Counters of the SLI's own metrics, phase after phase.  ``other``: the same series
     for another service (so the SLO's own selector matches nothing)."""
     total = EVENTS_PER_STEP
-    bad_steps = [(0 if r < 0 else min(total, math.ceil(r * total)), n) for r, n in phases]
+    bad_steps = [(0 if r < 0 else bad_per_step(r), n) for r, n in phases]
     all_steps = [(0 if r < 0 else total, n) for r, n in phases]
     good_steps = [(a - b, n) for (a, n), (b, _) in zip(all_steps, bad_steps, strict=True)]
     bad, good, every = segments(bad_steps), segments(good_steps), segments(all_steps)
@@ -176,7 +181,8 @@ def slow_burn_case(service: Service, slo: SLO, out: Outputs) -> Case | None:
     window = _minutes(slo.window)
     burning = min(check_at - start, window)
     healthy = max(0, min(window, check_at) - burning)
-    remaining = 1 - burn * burning / (healthy + burning)
+    actual = bad_per_step(burn * slo.error_budget_ratio) / EVENTS_PER_STEP / slo.error_budget_ratio
+    remaining = 1 - actual * burning / (healthy + burning)
     page, ticket = (q.eq("severity", out.severity(s)) for s in ("page", "ticket"))
     ids = {"service": service.name, "slo": slo.name, "window": slo.window,
            **dict.fromkeys(slo.group_by, GROUP_VALUE)}
