@@ -156,7 +156,7 @@ def test_panel_ids_unique_and_grid_has_no_overlaps(dashboards: dict[str, dict[st
         assert len(ids) == len(set(ids)), path
         boxes = [(p["gridPos"]["x"], p["gridPos"]["y"], p["gridPos"]["w"], p["gridPos"]["h"],
                   p["title"]) for p in d["panels"]]
-        for x, y, w, h, title in boxes:
+        for x, _y, w, _h, title in boxes:
             assert x >= 0 and w > 0 and x + w <= 24, (path, title)
         for i, (x1, y1, w1, h1, t1) in enumerate(boxes):
             for x2, y2, w2, h2, t2 in boxes[i + 1:]:

@@ -14,7 +14,6 @@ import click
 
 from jaxobs.slo.model import Spec
 
-
 #: Recording rules Sloth generates per SLO (8 window ratios + 7 metadata rules).
 SLOTH_RULES_PER_SLO = 15
 
@@ -97,11 +96,11 @@ def check_command(spec: Path) -> None:
         for slo in service.slos:
             tiers = ", ".join(f"{t.severity} {t.factor:g}x {t.long_window}/{t.short_window}"
                               for t in slo.tiers) if slo.alerting else "record only"
-            alerts = sum(1 for a in rules.slo_alerts(service) if dict(a.labels)["slo"] == slo.name)
+            n_alerts = sum(1 for a in rules.slo_alerts(service) if dict(a.labels)["slo"] == slo.name)
             click.echo(f"  slo {slo.name}: {slo.objective:g}% over {slo.window}, "
                        f"{rules.sli_words(slo.sli)}; "
                        f"{len(rules.recording_rules(service, slo))} recording rules "
-                       f"(Sloth: {SLOTH_RULES_PER_SLO}), {alerts} alerts; {tiers}")
+                       f"(Sloth: {SLOTH_RULES_PER_SLO}), {n_alerts} alerts; {tiers}")
             for warning in policy_warnings(slo):
                 warnings += 1
                 click.echo(f"  warning: {service.name}/{slo.name}: {warning}", err=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from jaxobs import catalog as c
 from jaxobs.catalog import MetricSpec
 from jaxobs.generate import names as rules
 from jaxobs.generate import promql

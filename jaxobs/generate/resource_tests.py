@@ -185,9 +185,9 @@ def resource_cases(service: Service, t: ResourceThresholds, out: Outputs | None 
                                        for s, n in sc.expect.items()))),)))
         silent = q.selector("ALERTS", q.eq("alertname", alert.name), q.eq("service", service.name),
                             q.eq("severity", out.severity(alert.severity)))
-        for label, series in sc.quiet:
+        for label, inputs in sc.quiet:
             cases.append(Case(name=f"{service.name}: {alert.name} ({alert.severity}) silent: {label}",
-                              series=series, checks=(Check(silent, sc.eval_time, ()),)))
+                              series=inputs, checks=(Check(silent, sc.eval_time, ()),)))
     return cases
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 from jaxobs.generate import promql as q
-from jaxobs.generate.names import *  # noqa: F403  (the names are part of this module's API)
-from jaxobs.generate.names import ONCALL_DASHBOARD_TITLE, Alert, dashboard_uid
+from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
+    ONCALL_DASHBOARD_TITLE,
+    Alert,
+    dashboard_uid,
+)
 from jaxobs.generate.render import dump_yaml
 from jaxobs.generate.resources import resource_alerts
 from jaxobs.generate.sli import sli_words
@@ -29,9 +32,10 @@ from jaxobs.slo.model import Spec
 eq = q.eq
 sel = q.selector
 
-__all__ = ["Alert", "alert_names", "alert_rule", "alert_windows", "all_alerts", "eq",
-           "prometheus_rule", "recording_rules", "render_prometheus_rule", "render_rules",
-           "resource_alerts", "rule_groups", "runbook_url", "sel", "sli_words", "slo_alerts"]
+__all__ = ["Alert", "ONCALL_DASHBOARD_TITLE", "alert_names", "alert_rule", "alert_windows",
+           "all_alerts", "dashboard_uid", "dashboard_url", "eq", "prometheus_rule",
+           "recording_rules", "render_prometheus_rule", "render_rules", "resource_alerts",
+           "rule_groups", "runbook_url", "sel", "sli_words", "slo_alerts"]
 
 
 def all_alerts(spec: Spec) -> list[Alert]:

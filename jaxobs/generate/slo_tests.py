@@ -81,7 +81,10 @@ def slo_inputs(service: Service, slo: SLO, phases: list[Phase], *, other: bool =
     bad_steps = [(0 if r < 0 else bad_per_step(r), n) for r, n in phases]
     all_steps = [(0 if r < 0 else total, n) for r, n in phases]
     good_steps = [(a - b, n) for (a, n), (b, _) in zip(all_steps, bad_steps, strict=True)]
-    bad, good, every = segments(bad_steps), segments(good_steps), segments(all_steps)
+    # Counters start far from zero: rate() does not extrapolate a counter below zero, so
+    # one starting at 0 would be under-counted against the others in its first window.
+    base = float(EVENTS_PER_STEP)
+    bad, good, every = (segments(x, base) for x in (bad_steps, good_steps, all_steps))
     sli = slo.sli
     name = f"{service.name}-other" if other else service.name
     target = {**dict(service.target_selector), "instance": instance(0),
@@ -102,7 +105,7 @@ def slo_inputs(service: Service, slo: SLO, phases: list[Phase], *, other: bool =
                 # As many cold requests, all slower than the threshold: must not count.
                 (series(count, {**svc, "start": "cold"}), every),
                 (series(bucket, {**svc, "start": "cold", "le": le}), segments(
-                    [(0, n) for _, n in phases])))
+                    [(0, n) for _, n in phases], base)))
     if sli.kind == "cold_start" and "function" not in dict(sli.selector):
         return ((series(count, {**svc, "start": "steady"}), good),
                 (series(count, {**svc, "start": "cold"}), bad))
@@ -131,13 +134,17 @@ def burst_case(service: Service, slo: SLO, out: Outputs) -> Case | None:
         return None
     first, budget = pages[0], slo.error_budget_ratio
     needed = _share(first) * budget  # bad minutes that cross the tier's threshold
-    length = max(10, math.ceil(2 * 1.5 * needed))
-    length = min(length, max(10, _minutes(first.long_window) * 4 // 5))
-    ratio = min(1.0, 1.5 * needed / length)
-    if ratio * length < 1.2 * needed:
-        return None  # a burst short enough to recover from cannot page this tier
     start = history(pages) + 2  # off the evaluation grid, as real bursts are
-    fired = _grid(start + length)
+    # The shortest burst (at least 10m, under the long window) that clearly pages.
+    fired: int | None = None
+    length, ratio = 0, 0.0
+    for length in range(max(10, math.ceil(1.5 * needed)), _minutes(first.long_window) - 4):
+        ratio = min(1.0, 1.5 * needed / length)
+        fired = _first_firing(first, budget, start, length, ratio)
+        if fired is not None:
+            break
+    if fired is None:
+        return None  # a burst short enough to recover from cannot page this tier
     cleared = _grid(start + length + max(_minutes(t.short_window) for t in pages) + 10)
     end = cleared + 5
     phases = [(0.0, start), (ratio, length), (0.0, end - start - length)]
@@ -162,6 +169,56 @@ def burst_case(service: Service, slo: SLO, out: Outputs) -> Case | None:
               f"{first.long_window}, files no ticket, and clears while the "
               f"{first.long_window} window still holds it"),
         series=slo_inputs(service, slo, phases), checks=tuple(checks), interval=_t(1))
+
+
+def _window_ratio(t: int, window: int, start: int, length: int, ratio: float,
+                  closed: bool) -> float:
+    """The recorded error ratio over ``window`` minutes at evaluation ``t`` (minutes).
+
+    Prometheus 2 ranges are closed (``[t-w, t]``): a window holds ``w/5 + 1`` recordings,
+    each rate covering the 5 input steps before it.  Prometheus 3 ranges are left-open:
+    ``w/5`` recordings, each rate seeing the last 4 steps (then extrapolated, which cancels
+    in a ratio).  Generated expectations must hold under both.
+    """
+    step = EVAL_S // STEP_S
+    tiles = [e for e in range(t, t - window - (1 if closed else 0), -step) if e > 0]
+    seen = step if closed else step - 1
+    bad = sum(1 for e in tiles for k in range(e - seen + 1, e + 1) if start < k <= start + length)
+    total = seen * len(tiles)
+    return ratio * bad / total if total else 0.0
+
+
+def _first_firing(tier: BurnRateTier, budget: float, start: int, length: int,
+                  ratio: float) -> int | None:
+    """The first evaluation at which ``tier`` fires on the burst, with a 5% margin on every
+    evaluation that decides it (None when no evaluation is clear enough)."""
+    step = EVAL_S // STEP_S
+    threshold = tier.factor * budget
+    wait = 0 if tier.for_ == "0s" else _minutes(tier.for_)
+    long_w, short_w = _minutes(tier.long_window), _minutes(tier.short_window)
+
+    def ratios(t: int, w: int) -> list[float]:
+        return [_window_ratio(t, w, start, length, ratio, closed) for closed in (False, True)]
+
+    def clearly_true(t: int) -> bool:
+        return all(min(ratios(t, w)) > 1.05 * threshold for w in (long_w, short_w))
+
+    def clearly_false(t: int) -> bool:
+        return any(max(ratios(t, w)) < 0.95 * threshold for w in (long_w, short_w))
+
+    pending: int | None = None
+    for t in range(_grid(start), _grid(start + length + short_w) + step, step):
+        if pending is None:
+            if clearly_true(t):
+                pending = t
+            elif not clearly_false(t):
+                return None  # too close to call at this evaluation
+        elif clearly_true(t):
+            if t - pending >= wait:
+                return t
+        else:
+            return None
+    return None
 
 
 def slow_burn_case(service: Service, slo: SLO, out: Outputs) -> Case | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jaxobs.generate import promql as q
@@ -47,7 +48,7 @@ def gauge(value: float, steps: int) -> str:
     return f"{num(value)}x{steps}"
 
 
-def segments(parts: list[tuple[float, int]], start: float = 0.0) -> str:
+def segments(parts: Sequence[tuple[float, int]], start: float = 0.0) -> str:
     """A counter that grows by ``per_step`` for ``steps`` steps, segment after segment
     (promtool's ``a+bxn`` runs, each starting where the previous one ended)."""
     out, value = [], start

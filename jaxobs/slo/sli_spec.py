@@ -71,7 +71,7 @@ def _threshold(ctx: _Context, value: Any, path: str) -> float:
             seconds = None
     valid = ", ".join(f"{b:g}" for b in catalog.LATENCY_BUCKETS)
     if seconds is None:
-        ctx.fail(path, f"{value!r} is not a latency", "write seconds, e.g. 0.2, or '200ms'")
+        return ctx.fail(path, f"{value!r} is not a latency", "write seconds, e.g. 0.2, or '200ms'")
     for bucket in catalog.LATENCY_BUCKETS:
         if abs(bucket - seconds) <= 1e-9 * max(1.0, bucket):
             return bucket

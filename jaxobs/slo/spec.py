@@ -55,7 +55,6 @@ from typing import Any
 
 import yaml
 
-from jaxobs.slo import duration
 from jaxobs.slo.fields import Context as _Context
 from jaxobs.slo.fields import SpecError
 from jaxobs.slo.fields import boolean as _boolean
@@ -237,7 +236,7 @@ def _slo(ctx: _Context, raw: Any, path: str, defaults: _Defaults,
         tiers, tiers_path = defaults.tiers, "alerting.tiers"
     else:
         tiers, tiers_path = default_tiers(window), None
-    flags = {key: _boolean(ctx, body[key], f"{path}.{key}")
+    flags: dict[str, bool] = {key: _boolean(ctx, body[key], f"{path}.{key}")
              for key in ("enabled", "record_only") if key in body}
     if "no_data" in alerting:
         flags["no_data"] = _boolean(ctx, alerting["no_data"], f"{path}.alerting.no_data")
