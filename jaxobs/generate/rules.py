@@ -19,7 +19,33 @@ from typing import Any
 
 from jaxobs.generate import promql as q
 from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
+    ALERT_NAME_PATTERN,
+    ALERT_NAMES,
+    BUDGET_REMAINING,
+    BUILD_MISMATCH,
+    BURN_RATE,
+    CACHE_HIT_LOW,
+    COLD_START_HIGH,
+    COLLECTOR_DOWN,
+    CONCURRENT_COMPILATION,
+    DEPLOY_IN_PROGRESS,
+    DEPLOY_STUCK,
+    DEPLOY_SUPPRESSED_CATEGORIES,
+    DEVICE_MEMORY_HIGH,
+    ERROR_BUDGET,
+    ERROR_RATIO,
+    ERRORS_RATE,
+    EVENTS_RATE,
+    GPU_XID,
+    OBJECTIVE,
     ONCALL_DASHBOARD_TITLE,
+    OOM_ERRORS,
+    RECOMPILATION_STORM,
+    RECORDING_RULE_NAMES,
+    SLO_BURN,
+    SLO_NO_DATA,
+    TARGET_DOWN,
+    UP,
     Alert,
     dashboard_uid,
 )
@@ -32,7 +58,13 @@ from jaxobs.slo.model import Spec
 eq = q.eq
 sel = q.selector
 
-__all__ = ["Alert", "ONCALL_DASHBOARD_TITLE", "alert_names", "alert_rule", "alert_windows",
+__all__ = ["ALERT_NAMES", "ALERT_NAME_PATTERN", "Alert", "BUDGET_REMAINING", "BUILD_MISMATCH",
+           "BURN_RATE", "CACHE_HIT_LOW", "COLD_START_HIGH", "COLLECTOR_DOWN",
+           "CONCURRENT_COMPILATION", "DEPLOY_IN_PROGRESS", "DEPLOY_STUCK",
+           "DEPLOY_SUPPRESSED_CATEGORIES", "DEVICE_MEMORY_HIGH", "ERRORS_RATE", "ERROR_BUDGET",
+           "ERROR_RATIO", "EVENTS_RATE", "GPU_XID", "OBJECTIVE", "ONCALL_DASHBOARD_TITLE",
+           "OOM_ERRORS", "RECOMPILATION_STORM", "RECORDING_RULE_NAMES", "SLO_BURN",
+           "SLO_NO_DATA", "TARGET_DOWN", "UP", "alert_names", "alert_rule", "alert_windows",
            "all_alerts", "dashboard_uid", "dashboard_url", "eq", "prometheus_rule",
            "recording_rules", "render_prometheus_rule", "render_rules", "resource_alerts",
            "rule_groups", "runbook_url", "sel", "sli_words", "slo_alerts"]
