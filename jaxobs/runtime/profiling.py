@@ -28,8 +28,6 @@ from pathlib import Path
 from jaxobs import catalog
 from jaxobs.telemetry.internal_errors import report_internal_error
 
-PROFILE_PATH = "/debug/jaxobs/profile"
-
 
 class ProfileBusy(RuntimeError):
     """Another capture is running in this process."""
@@ -152,3 +150,26 @@ def parse_request(query: dict[str, list[str]]) -> tuple[float, bool, bool]:
     perfetto = one("perfetto", "0").lower() in ("1", "true", "yes")
     as_tar = one("format", "json").lower() in ("tar", "tar.gz", "tgz")
     return seconds, perfetto, as_tar
+
+
+def handle_profile_request(profiler: Profiler, method: str, query: dict[str, list[str]]
+                           ) -> tuple[int, str, bytes]:
+    """The endpoint's logic, independent of the HTTP server: (status, content type, body)."""
+    import json
+
+    if method != "POST":
+        return 405, "text/plain; charset=utf-8", b"use POST: a capture changes the process\n"
+    try:
+        seconds, perfetto, as_tar = parse_request(query)
+        capture = profiler.capture(seconds, perfetto=perfetto)
+    except ProfileBusy as exc:
+        return 409, "text/plain; charset=utf-8", f"{exc}\n".encode()
+    except ProfileRejected as exc:
+        return 400, "text/plain; charset=utf-8", f"{exc}\n".encode()
+    except Exception as exc:
+        report_internal_error("profiling", exc)
+        return 500, "text/plain; charset=utf-8", f"capture failed: {exc}\n".encode()
+    if as_tar:
+        return 200, "application/gzip", capture.tar_gz()
+    body = {"directory": str(capture.directory), "files": list(capture.files), "bytes": capture.bytes}
+    return 200, "application/json", (json.dumps(body) + "\n").encode()
