@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "step": "jaxobs.runtime.sli",
     "internal_error_counts": "jaxobs.telemetry.internal_errors",
     "recorder_for": "jaxobs.telemetry",
+    "MetricsServerError": "jaxobs.telemetry.prometheus",
     "PortInUseError": "jaxobs.telemetry.prometheus",
     "flush_multiprocess": "jaxobs.telemetry.prometheus",
     "start_http_server": "jaxobs.telemetry.prometheus",
@@ -67,4 +68,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from jaxobs.runtime.sli import request, step
     from jaxobs.telemetry.internal_errors import internal_error_counts
     from jaxobs.telemetry import recorder_for
-    from jaxobs.telemetry.prometheus import PortInUseError, flush_multiprocess, start_http_server
+    from jaxobs.telemetry.prometheus import (MetricsServerError, PortInUseError, flush_multiprocess,
+                                             start_http_server)
