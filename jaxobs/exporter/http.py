@@ -68,7 +68,7 @@ MAX_LINE_BYTES = 8 * 1024
 #: All header bytes of one request together.
 MAX_HEADER_BYTES = 16 * 1024
 #: A readiness result this old is not served to probes answered outside the cap.
-READINESS_CACHE_SECONDS = 10.0
+READINESS_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
