@@ -13,14 +13,13 @@ serves the other files and counts the skip.
 
 from __future__ import annotations
 
-from collections.abc import Container
-
 import errno
 import json
 import os
 import stat
 import struct
 import time
+from collections.abc import Container
 
 #: Why a file was skipped; the ``reason`` label of ``jaxobs_exporter_skipped_files``.
 SKIP_REASONS: tuple[str, ...] = ("empty", "corrupt", "not_regular", "changing", "unreadable")

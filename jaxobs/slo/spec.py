@@ -46,6 +46,7 @@ import yaml
 
 from jaxobs import catalog
 from jaxobs.slo import duration
+from jaxobs.slo.load import read_spec_text, safe_compose_load
 from jaxobs.slo.model import (
     DEFAULT_TIERS,
     SLI,
@@ -76,8 +77,8 @@ SLI_OWN_LABELS: dict[str, frozenset[str]] = {
 SHORT_WINDOW_DIVISOR = 12
 DEFAULT_FOR = "2m"
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _URL = re.compile(r"^https?://\S+$")
 
@@ -98,7 +99,7 @@ def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate the spec at ``path``."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_spec_text(path)
     except FileNotFoundError:
         raise SpecError(source, "(file)", "no such file",
                         "check the path, or start from examples/slo.yaml") from None
@@ -111,8 +112,7 @@ def load_spec(path: str | Path) -> Spec:
 def parse_spec(text: str, source: str = "<memory>") -> Spec:
     """Validate YAML ``text`` (``source`` names it in messages) into a :class:`Spec`."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = safe_compose_load(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -207,7 +207,7 @@ def _string(ctx: _Context, value: Any, path: str, pattern: re.Pattern[str] | Non
             fix: str = "") -> str:
     if not isinstance(value, str) or not value.strip():
         ctx.fail(path, f"expected a non-empty string, got {_kind(value)}", fix or "quote the value")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         ctx.fail(path, f"{value!r} is not allowed here", fix)
     return value
 
@@ -315,7 +315,8 @@ def _service(ctx: _Context, raw: Any, path: str, default_tiers: tuple[BurnRateTi
     body = _mapping(ctx, raw, path, ("name", "labels", "selector", "slos"),
                     required=("name", "slos"))
     name = _string(ctx, body["name"], f"{path}.name", _SERVICE_NAME,
-                   "use the `service` label of jaxobs.request(...): letters, digits, '_', '.', '-'")
+                   "use the `service` label of jaxobs.request(...): letters, digits, '_', '.', '-' "
+                   "(at most 63)")
     slos_raw = _list(ctx, body["slos"], f"{path}.slos", "SLOs",
                      "add at least one SLO with 'name:', 'objective:' and 'sli:'")
     slos = tuple(_slo(ctx, raw_slo, f"{path}.slos[{i}]", default_tiers)
@@ -331,7 +332,7 @@ def _slo(ctx: _Context, raw: Any, path: str, default_tiers: tuple[BurnRateTier, 
     body = _mapping(ctx, raw, path, ("name", "objective", "window", "description", "labels",
                                      "sli", "alerting"), required=("name", "objective", "sli"))
     name = _string(ctx, body["name"], f"{path}.name", _NAME,
-                   "use lower-case letters, digits, '_' and '-', e.g. 'availability'")
+                   "use lower-case letters, digits, '_' and '-' (at most 63), e.g. 'availability'")
     objective = _number(ctx, body["objective"], f"{path}.objective", 0, 100,
                         "write the target as a percentage strictly between 0 and 100, e.g. 99.9",
                         high_open=True)

@@ -200,8 +200,8 @@ class MultiprocessFlusher:
             prefix = f"{typ}_{mode}" if typ == "gauge" else typ
             try:
                 self._reserver.reserve(os.path.join(self.directory, f"{prefix}_{os.getpid()}.db"),
-                                       entry_bytes(mmap_key(spec.base_name, sample, labelnames,
-                                                            labelvalues, spec.help)))
+                                       entry_bytes(mmap_key(spec.base_name, sample, list(labelnames),
+                                                            list(labelvalues), spec.help)))
                 value = cls(typ, spec.base_name, sample, labelnames, labelvalues, spec.help,
                             multiprocess_mode=mode)
             except OSError as exc:
