@@ -46,7 +46,7 @@ BOMBS = {
     "trailing_newline_service": (MINI.replace("name: inference", 'name: "inference\\n"'),
                                  "services[0].name: 'inference\\n' is not allowed"),
     "long_service_name": (MINI.replace("name: inference", "name: " + "a" * 300), "(at most 63)"),
-    "too_many_nodes": ("a: [" + ",".join(["1"] * 25_000) + "]\n", "more than 20,000 YAML nodes"),
+    "too_many_nodes": ("a: [" + ",".join(["1"] * 12_000) + "]\n", "more than 10,000 YAML nodes"),
 }
 
 

@@ -27,7 +27,7 @@ import yaml
 #: A real spec is a few KiB; examples/slo.yaml is under 4 KiB.
 MAX_SPEC_BYTES = 1024 * 1024
 #: Scalars, sequences and mappings together.
-MAX_NODES = 20_000
+MAX_NODES = 10_000
 MAX_DEPTH = 32
 #: Digits in an integer scalar (2**63 has 19).
 MAX_INT_DIGITS = 20
