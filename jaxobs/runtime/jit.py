@@ -35,7 +35,7 @@ from typing import Any
 import jax
 
 from jaxobs import catalog
-from jaxobs.runtime import causes, compile_events, sli
+from jaxobs.runtime import causes, compile_events, sli, tracing
 from jaxobs.telemetry import recorder_for
 from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry.recorder import Recorder
@@ -115,11 +115,13 @@ def _period(rate: float) -> int:
 class CompileInProgress:
     """What the listener learned about one call's compile, until the call returns."""
 
-    __slots__ = ("backend_done", "in_progress", "started")
+    __slots__ = ("backend_done", "in_progress", "phases", "started")
 
     def __init__(self, started: float) -> None:
         self.backend_done = False
         self.in_progress = False
+        #: (phase, seconds) in the order JAX ran them, for the compile's trace span
+        self.phases: list[tuple[str, float]] = []
         #: when compiling began (end of the first phase minus its duration): the
         #: unsampled fast path takes no clock reading of its own
         self.started = started
@@ -260,6 +262,7 @@ class InstrumentedJit:
         if info is None:
             info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
         self._recorder.histogram(catalog.COMPILE_DURATION, self.name, phase).observe(duration)
+        info.phases.append((phase, duration))
         if phase == "backend":
             info.backend_done = True
             if info.in_progress:
@@ -279,7 +282,9 @@ class InstrumentedJit:
         try:
             self._steady.observe(host_time)
             jax.block_until_ready(out)
-            self._kernel.observe(perf_counter() - t0)
+            kernel_time = perf_counter() - t0
+            self._kernel.observe(kernel_time)
+            tracing.record_kernel_time(self.name, kernel_time)
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
             return
@@ -299,7 +304,8 @@ class InstrumentedJit:
             self._misses.inc()
             self._cold.observe(dt)
             sli.mark_cold()
-            self._record_compilation(args, kwargs)
+            cause, detail = self._record_compilation(args, kwargs)
+            tracing.record_compile(self.name, info.started, info.phases, cause, detail)
         except Exception as exc:
             report_internal_error("instrument", exc)
 
@@ -311,6 +317,7 @@ class InstrumentedJit:
             kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
+            tracing.record_error(self.name, kind, exc)
             (self._misses if compiling else self._hits).inc()
             if info is not None and dt is None:
                 dt = perf_counter() - info.started
@@ -322,16 +329,19 @@ class InstrumentedJit:
             report_internal_error("instrument", inner)
 
     def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                            compiled: Any = None) -> None:
+                            compiled: Any = None) -> tuple[str, str]:
+        """Count the compile under its bounded cause; returns (cause, a readable detail)."""
         sig = causes.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
         with self._history_lock:
             cause = causes.explain(sig, self._history)
+            detail = causes.describe(cause, sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
         compile_events.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
+        return cause, detail
 
     def _record_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any], compiled: Any) -> None:
         """FLOPs, bytes, peak memory and fusions from XLA.
