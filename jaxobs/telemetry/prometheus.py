@@ -293,20 +293,26 @@ def multiprocess_disabled() -> str | None:
 
 class _MultiprocessOrLocal(Collector):
     """Every process's metrics from the shared directory while this process writes there;
-    this process's own registry once its writer is disabled (the files no longer hold it)."""
+    this process's own registry once its writer is disabled (the files no longer hold it).
+
+    The directory is read with the sidecar's reader: one bad or blocking file is
+    skipped and counted, never a hang or a failed scrape inside the user's program.
+    """
 
     def __init__(self, local: Any) -> None:
         self.local = local
+        self._source: Any = None
 
     def collect(self) -> Iterator[Metric]:
         if multiprocess_disabled() is None:
-            from prometheus_client import multiprocess
-
-            directory = os.environ.get(MULTIPROC_ENV, "")
             try:
-                yield from multiprocess.MultiProcessCollector(None, path=directory).collect()
+                if self._source is None:
+                    from jaxobs.exporter.sources import MultiprocessSource
+
+                    self._source = MultiprocessSource(os.environ.get(MULTIPROC_ENV, ""), check_pids=False)
+                yield from self._source.collect()
                 return
-            except (OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+            except Exception as exc:  # the directory vanished, or a bug: serve this process instead
                 report_internal_error("multiprocess_read", exc)
         yield from self.local.collect()
 
