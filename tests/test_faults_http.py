@@ -330,3 +330,24 @@ def test_an_encrypted_key_with_its_password_serves_https(certs, how):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         assert ex.get("/healthz", context=ctx)[0] == 200
+
+
+def test_probes_over_the_cap_are_answered_over_tls_too(certs):
+    import ssl
+
+    args = ["--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "plain.key"),
+            "--max-connections", "2"]
+    with exporter(args, module=True) as ex:
+        held = [socket.create_connection(("127.0.0.1", ex.port), timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with socket.create_connection(("127.0.0.1", ex.port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                    assert s.recv(100).startswith(b"HTTP/1.0 200")
+        finally:
+            for s in held:
+                s.close()
