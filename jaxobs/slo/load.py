@@ -34,7 +34,7 @@ MAX_INT_DIGITS = 20
 
 
 def _fail(source: str, problem: str, fix: str, line: int | None = None) -> Any:
-    from jaxobs.slo.spec import SpecError  # spec imports this module
+    from jaxobs.slo.fields import SpecError
 
     raise SpecError(source, "(document)", problem, fix, line=line)
 
