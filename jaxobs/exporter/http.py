@@ -237,6 +237,7 @@ class ExporterServer(ThreadingHTTPServer):
         super().__init__((config.address, config.port), _Handler)
         self.reaper = Reaper()
         self.overflow = Overflow(self._overflow_answer, self.ssl_context)
+        self.readiness.cached()  # start the first check now: probes over the cap read its result
 
     def _overflow_answer(self, path: str) -> tuple[int, bytes]:
         if path == "/healthz":
