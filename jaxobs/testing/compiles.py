@@ -399,6 +399,12 @@ class _Hub:
         identity = (program.function, program.defined_at)
         if explanation is not None:
             cause, detail = explanation.cause, explanation.detail
+            if identity in self._last and cause in ("shape", "dtype"):
+                # JAX compares with the closest key it ever cached; the reader wants the change
+                # since the previous compile in this block.
+                since = jx.aval_change(self._last[identity], program)
+                if since[0] in ("shape", "dtype"):
+                    cause, detail = since
         elif identity in self._last:
             cause, detail = jx.aval_change(self._last[identity], program)
         else:
