@@ -138,9 +138,9 @@ def test_xdist_run_gives_the_serial_verdicts(pytester):
         m = re.match(r"^(PASSED|FAILED) \S+::(\S+)", line)
         if m:
             parallel_outcomes[m.group(2)] = m.group(1).lower()
+    assert parallel_outcomes == serial, parallel.stdout.str()
     assert serial["test_c_real_recompile"] == "failed"
     assert sorted(v for v in serial.values()) == ["failed", "passed", "passed", "passed", "passed", "passed"]
-    assert parallel_outcomes == serial, parallel.stdout.str()
 
 
 # --- 2. exact attribution -------------------------------------------------------------------------
