@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 from processes import fake_app  # noqa: E402
 
 from jaxobs import catalog  # noqa: E402
-from jaxobs.collectors.host import HostCollector, pids_from_multiproc_dir_names  # noqa: E402
+from jaxobs.exporter.collectors.host import HostCollector, pids_from_multiproc_dir_names  # noqa: E402
 
 UP = catalog.COLLECTOR_UP.name
 

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from jaxobs import catalog
-from jaxobs.collectors.jax_memory import JaxMemoryCollector
-from jaxobs.safety import internal_error_counts
+from jaxobs.runtime.jax_memory import JaxMemoryCollector
+from jaxobs.telemetry.internal_errors import internal_error_counts
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")

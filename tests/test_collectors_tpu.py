@@ -13,15 +13,14 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 from realtools import require_module  # noqa: E402
 
-
 require_module("grpc")
 require_module("tpu_info")
 
 from fake_tpu_runtime import DUTY_CYCLE, FakeChip, FakeRuntimeMetricService, FakeTpuRuntime  # noqa: E402
 
 from jaxobs import catalog  # noqa: E402
-from jaxobs.collectors.tpu import TpuCollector  # noqa: E402
-from jaxobs.safety import internal_error_counts  # noqa: E402
+from jaxobs.exporter.collectors.tpu import TpuCollector  # noqa: E402
+from jaxobs.telemetry.internal_errors import internal_error_counts  # noqa: E402
 
 UP = catalog.COLLECTOR_UP.name
 

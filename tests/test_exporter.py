@@ -56,7 +56,7 @@ def test_serving_exporter_never_imports_jax(tmp_path, entry):
         import json, sys, threading, urllib.request
         import {entry}
         from jaxobs.exporter import Exporter, ExporterConfig
-        from jaxobs.exporter_http import HttpConfig
+        from jaxobs.exporter.http import HttpConfig
         ex = Exporter(ExporterConfig(http=HttpConfig(address="127.0.0.1", port=0),
                                      multiproc_dir={str(tmp_path)!r}, nvml_module="fake_pynvml",
                                      collectors=("host", "nvml", "tpu"), tpu_address="127.0.0.1:1"))

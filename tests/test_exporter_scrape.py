@@ -10,8 +10,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from jaxobs import catalog
-from jaxobs.exporter import _Families
-from jaxobs.exporter_scrape import Scraper
+from jaxobs.exporter.app import _Families
+from jaxobs.exporter.scrape import Scraper
 
 
 class Static:
@@ -126,7 +126,7 @@ def test_cached_multiprocess_reader_equals_the_library_merge(tmp_path):
 
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from jaxobs.exporter_sources import CachedMultiprocessReader
+    from jaxobs.exporter.sources import CachedMultiprocessReader
 
     sys.path.insert(0, str(Path(__file__).parent / "fakes"))
     from processes import fake_app

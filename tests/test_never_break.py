@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
 
 import jaxobs
-import jaxobs.compilation as compilation
-import jaxobs.instrumented as instrumented
+import jaxobs.runtime.causes as causes
+import jaxobs.runtime.compile_events as compile_events
+import jaxobs.runtime.jit as instrumented
 import jaxobs.telemetry.prometheus as prom
 from jaxobs import catalog as C
 
@@ -21,7 +23,7 @@ def test_failing_compile_listener_is_counted_not_raised(registry, rec, monkeypat
     def broken(frame):
         raise RuntimeError("listener bug")
 
-    monkeypatch.setattr(compilation, "find_owner", broken)
+    monkeypatch.setattr(compile_events, "find_owner", broken)
     before = _internal("compile_listener")
     f = jaxobs.jit(lambda x: x * 5, name="listener_fault", registry=registry)
     np.testing.assert_array_equal(f(jnp.arange(3.0)), [0.0, 5.0, 10.0])
@@ -32,7 +34,7 @@ def test_failing_cause_analysis_keeps_results(registry, rec, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("signature bug")
 
-    monkeypatch.setattr(compilation, "signature_of", broken)
+    monkeypatch.setattr(causes, "signature_of", broken)
     before = _internal("instrument")
     f = jaxobs.jit(lambda x: x - 1, name="cause_fault", registry=registry)
     np.testing.assert_array_equal(f(jnp.ones(2)), [0.0, 0.0])
@@ -71,16 +73,18 @@ def test_failing_backend_family_does_not_fail_the_scrape(registry, rec, monkeypa
 
 
 def test_failing_request_bookkeeping_never_masks_user_exception(registry, monkeypatch):
-    import jaxobs.requests as requests
+    import jaxobs.runtime.sli as sli
 
     def broken(self, active, exc):
         raise RuntimeError("request bug")
 
-    monkeypatch.setattr(requests.request, "_finish", broken)
-    try:
+    monkeypatch.setattr(sli.request, "_finish", broken)
+    before = jaxobs.internal_error_counts().get("request", 0)
+    with pytest.raises(KeyError) as raised:  # the user's exception, unchanged, not swallowed
         with jaxobs.request("masked", registry=registry):
             raise KeyError("the user's own error")
-    except KeyError as exc:
-        assert exc.args == ("the user's own error",)
+    assert raised.value.args == ("the user's own error",)
+    assert raised.value.__context__ is None  # not raised from inside jaxobs' failure
+    assert jaxobs.internal_error_counts().get("request", 0) == before + 1  # the bug is counted
     with jaxobs.request("masked", registry=registry):
         pass  # and a normal request still works

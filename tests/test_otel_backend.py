@@ -28,9 +28,10 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
-from jaxobs.recorder import Recorder
 from jaxobs.telemetry import opentelemetry as jotel
+from jaxobs.telemetry.recorder import Recorder
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
@@ -52,7 +53,7 @@ def test_instrumented_calls_become_otel_sums_and_histograms(registry):
     f(jnp.ones(2))   # miss (first)
     f(jnp.ones(2))   # hit
     f(jnp.ones(3))   # miss (shape)
-    data = jotel.JaxobsMetricProducer(jaxobs.recorder_for(registry),
+    data = jotel.JaxobsMetricProducer(jaxobs.telemetry.recorder_for(registry),
                                       resource=Resource.create({"service.name": "unit"})).produce()
     (rm,) = data.resource_metrics
     assert rm.resource.attributes["service.name"] == "unit"
@@ -76,7 +77,7 @@ def test_instrumented_calls_become_otel_sums_and_histograms(registry):
     assert list(cold.explicit_bounds) == list(catalog.LATENCY_BUCKETS)
     assert len(cold.bucket_counts) == len(catalog.LATENCY_BUCKETS) + 1
     assert cold.count == sum(cold.bucket_counts) == 2
-    series = jaxobs.recorder_for(registry).histogram(catalog.CALL_DURATION, "double", "cold")
+    series = jaxobs.telemetry.recorder_for(registry).histogram(catalog.CALL_DURATION, "double", "cold")
     assert cold.sum == pytest.approx(series.snapshot()[1])
     assert cold.start_time_unix_nano < cold.time_unix_nano
 
@@ -174,7 +175,7 @@ def test_semconv_names_match_the_opentelemetry_semantic_conventions_package():
 def test_nvml_collector_exports_hw_gpu_metrics():
     from fake_pynvml import FakeGpu, FakeNvml
 
-    from jaxobs.collectors.nvml import NvmlCollector
+    from jaxobs.exporter.collectors.nvml import NvmlCollector
 
     nvml = FakeNvml([FakeGpu(0, uuid="GPU-0000"), FakeGpu(1, uuid="GPU-0001", utilization_pct=80)])
     collector = NvmlCollector(nvml, xid_poll_ms=20)
@@ -203,7 +204,7 @@ def test_nvml_collector_exports_hw_gpu_metrics():
 
 
 def test_host_collector_exports_process_semconv_metrics():
-    from jaxobs.collectors.host import HostCollector
+    from jaxobs.exporter.collectors.host import HostCollector
 
     m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[HostCollector(self_name="app")]).produce())
     rss = point(m["process.memory.usage"], process="app")
@@ -281,7 +282,7 @@ def test_periodic_export_runs_on_its_interval(registry):
 def test_failing_exporter_is_counted_not_raised(registry):
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-    from jaxobs.safety import internal_error_counts
+    from jaxobs.telemetry.internal_errors import internal_error_counts
 
     class Unreachable(MetricExporter):
         def export(self, metrics_data, timeout_millis=10_000, **kwargs):  # type: ignore[no-untyped-def]

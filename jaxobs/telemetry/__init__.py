@@ -1,6 +1,6 @@
 """Telemetry backends: where recorded series go.
 
-Every backend reads the same in-process :class:`~jaxobs.recorder.Recorder`.
+Every backend reads the same in-process :class:`~jaxobs.telemetry.recorder.Recorder`.
 :func:`recorder_for` binds one recorder to one prometheus-client registry
 (``registry=None`` means the global ``REGISTRY``), mirroring prometheus-client's
 "every constructor takes ``registry=``" idiom so users and tests can isolate.
@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any
 
-from jaxobs.recorder import Recorder
+from jaxobs.telemetry.recorder import Recorder
 
 _lock = threading.Lock()
 _recorders: dict[int, tuple[Any, Recorder]] = {}
@@ -54,7 +54,7 @@ def _install_env_backends(recorder: Recorder) -> None:
 
         install_from_env(recorder)
     except Exception as exc:  # never break the instrumented program
-        from jaxobs.safety import report_internal_error
+        from jaxobs.telemetry.internal_errors import report_internal_error
 
         report_internal_error("otel_backend", exc)
 

@@ -12,9 +12,10 @@ Two sources, so that both jaxobs-instrumented and plain ``jax.jit`` functions ar
 
 * **instrumented functions** report every compile with a bounded cause
   (first/shape/dtype/static_arg/sharding/other, from the argument signatures)
-  through the compile observers of the runtime;
+  through :data:`jaxobs.runtime.compile_events.compile_observers`;
 * **any other jitted function** is seen through JAX itself: the
-  ``backend_compile_duration`` monitoring event fires on the stack of JAX's
+  ``backend_compile_duration`` event (delivered by
+  :func:`jaxobs.runtime.compile_events.subscribe`) fires on the stack of JAX's
   compile call, which names the traced function and where it is defined.
   Functions defined inside jax (eager ``x + 1`` compiles ``jit(add)``,
   ``jax.random`` internals) are not the user's and are not counted.  With
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.testing import _jax_explain as jx
 
 _BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -319,15 +320,10 @@ class _Hub:
     def _install_once(self) -> None:
         if self._installed:
             return
-        import jax.monitoring
+        from jaxobs.runtime import compile_events
 
-        from jaxobs import compilation
-
-        def listener(event: str, duration: float, **kwargs: Any) -> None:
-            self.on_compile_event(event, duration, kwargs.get("fun_name"))
-
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        compilation.compile_observers.append(self._on_instrumented)
+        compile_events.subscribe(self.on_compile_event)  # the one jax.monitoring listener of jaxobs
+        compile_events.compile_observers.append(self._on_instrumented)
         self._installed = True
 
     def _activate(self) -> None:
@@ -366,7 +362,7 @@ class _Hub:
             report_internal_error("testing_compile_listener", exc)
 
     def _on_backend_compile(self, fun_name: str, frame: FrameType) -> None:
-        from jaxobs import compilation
+        from jaxobs.runtime import compile_events as compilation
 
         program = jx.program_on_stack(frame, depth=24)
         pending = self.pending()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, Collector, Samples
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, Collector, Samples
 
 DEFAULT_ADDRESS = "localhost:8431"
 

@@ -17,9 +17,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from jaxobs.collectors.base import FailureLatch
+from jaxobs.telemetry.collector import FailureLatch
 
-logger = logging.getLogger("jaxobs.collectors.nvml")
+logger = logging.getLogger("jaxobs.exporter.collectors.nvml")
 
 
 def handle_key(handle: Any) -> int:

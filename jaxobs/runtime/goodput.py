@@ -4,7 +4,7 @@ A step-time chart hides the seconds a job did *not* spend training.  This
 module splits them into the productive part (goodput) and the reasons for the
 rest (badput), so an engineer can see which one to fix first::
 
-    from jaxobs.goodput import GoodputTracker
+    from jaxobs.runtime.goodput import GoodputTracker
 
     tracker = GoodputTracker("training")
     for i in range(steps):
@@ -52,7 +52,7 @@ from types import TracebackType
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 #: Badput reasons, in the order summaries show them.
 REASONS: tuple[str, ...] = ("compile", "data", "checkpoint", "anomaly")
@@ -72,38 +72,24 @@ class _ThreadCompileTime(threading.local):
 
 
 _compile_time = _ThreadCompileTime()
-_listener_lock = threading.Lock()
-_listener_installed = False
+_subscribed = False
 
 
-def _on_duration_event(event: str, duration: float, **_: Any) -> None:
-    # A listener that raises would propagate into the user's jitted call (DESIGN.md §7).
-    try:
-        acc = _compile_time.seconds
-        if acc is not None and event in _PHASE_EVENTS:
-            acc[0] += float(duration)
-    except Exception as exc:
-        report_internal_error("goodput", exc)
-
-
-_PHASE_EVENTS: frozenset[str] = frozenset()
+def _on_compile_phase(event: str, duration: float, fun_name: str | None) -> None:
+    acc = _compile_time.seconds
+    if acc is not None:
+        acc[0] += float(duration)
 
 
 def _install_listener() -> None:
-    """Register the compile-time listener once per process (jax is imported only here)."""
-    global _listener_installed, _PHASE_EVENTS
-    if _listener_installed:
+    """Subscribe to the compile-event hub once per process (jax is imported only then)."""
+    global _subscribed
+    if _subscribed:
         return
-    with _listener_lock:
-        if _listener_installed:
-            return
-        import jax.monitoring
+    from jaxobs.runtime import compile_events
 
-        from jaxobs.compilation import PHASE_EVENTS
-
-        _PHASE_EVENTS = frozenset(PHASE_EVENTS)
-        jax.monitoring.register_event_duration_secs_listener(_on_duration_event)
-        _listener_installed = True
+    compile_events.subscribe(_on_compile_phase)
+    _subscribed = True
 
 
 class AnomalyDetector:
@@ -254,7 +240,7 @@ class GoodputTracker:
     def __init__(self, service: str = "training", *, registry: Any = None, window: int = 50,
                  k: float = 3.0, min_samples: int = 10, min_excess: float = MIN_EXCESS_RATIO,
                  clock: Callable[[], float] = perf_counter) -> None:
-        from jaxobs.requests import step as sli_step
+        from jaxobs.runtime.sli import step as sli_step
         from jaxobs.telemetry import recorder_for
 
         _install_listener()

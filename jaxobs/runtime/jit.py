@@ -9,7 +9,7 @@ cost analysis — runs only when a call compiled anyway.
 
 How a compile is attributed without per-call bookkeeping: JAX compiles
 synchronously inside the caller's Python stack, so the jax.monitoring listener
-walks up the stack to the nearest wrapper frame (see ``compilation.py``) and
+walks up the stack to the nearest wrapper frame (see ``compile_events.py``) and
 files the compile under that frame in ``_compiling``.  After the call the
 wrapper only tests whether ``_compiling`` is non-empty; if it is, it pops its
 own frame's entry.  Threads compiling concurrently each find their own frame.
@@ -20,22 +20,25 @@ records nothing and forwards: the inner call is being traced, not run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
-from jaxobs import catalog, compilation, requests
-from jaxobs.recorder import Recorder
-from jaxobs.safety import report_internal_error
+from jaxobs import catalog
+from jaxobs.runtime import causes, compile_events, sli
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import Recorder
 
 try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
     from jax._src import core as _core
@@ -63,12 +66,17 @@ class Settings:
     analyze: bool = True
 
 
-settings = Settings()
+_settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
               analyze: bool | None = None) -> Settings:
-    """Change process-wide defaults for functions instrumented afterwards."""
+    """Change process-wide defaults for functions instrumented afterwards.
+
+    Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
+    no arguments reads them.
+    """
+    settings = _settings
     if sample_rate is not None:
         _check_rate(sample_rate)
         settings.sample_rate = sample_rate
@@ -76,7 +84,7 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
-    return settings
+    return dataclasses.replace(settings)
 
 
 def _check_rate(rate: float) -> None:
@@ -106,7 +114,9 @@ _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 
 
 class InstrumentedJit:
-    """The controller behind a function returned by :func:`jit`/:func:`instrument`.
+    """The state behind a function returned by :func:`jit`/:func:`instrument`.
+
+    It owns the function's series, compile history and sampling.
 
     Users hold the function (``.call``); it carries jit's surface and a
     ``jaxobs`` attribute pointing here.
@@ -118,11 +128,11 @@ class InstrumentedJit:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
-        rate = settings.sample_rate if sample_rate is None else sample_rate
+        rate = _settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
         self._period = _period(rate)
-        self._first = settings.first_samples
-        self._analyze = settings.analyze
+        self._first = _settings.first_samples
+        self._analyze = _settings.analyze
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
@@ -135,9 +145,9 @@ class InstrumentedJit:
         self._in_progress = rec.gauge(catalog.COMPILATIONS_IN_PROGRESS, fname)
         #: frame of a running call/warmup → its compile, filled by the listener.
         self._compiling: dict[FrameType, CompileInProgress] = {}
-        self._history: list[compilation.Signature] = []
+        self._history: list[causes.Signature] = []
         self._history_lock = threading.Lock()
-        compilation.install_listeners()
+        compile_events.install_listeners()
         _record_build_info(rec)
         self.call = self._expose(fun)
 
@@ -156,6 +166,8 @@ class InstrumentedJit:
         return call
 
     # --- the hot path --------------------------------------------------------------
+    # Long on purpose: the two closures are the per-call code, and splitting them
+    # into helpers would add a Python frame (~50 ns) to every call.
     def _make_call(self) -> Callable[..., Any]:
         """Build the per-call closures; every name they touch is a local or closure cell.
 
@@ -166,7 +178,7 @@ class InstrumentedJit:
         shared by threads without a lock on purpose: a lost decrement only
         shifts when the next sample is taken.
         """
-        ctl = self
+        ijit = self
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
@@ -179,23 +191,23 @@ class InstrumentedJit:
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                ijit._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
             if compiling:
                 info = compiling.pop(getframe(), None)
                 if info is not None:  # cold: the sample moves on to the next call
-                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    ijit._on_cold(info, clock() - t0, args, kwargs)
                     return out
             host_time = clock() - t0
             next(hits)
             taken[0] += 1
             countdown[0] = 0 if taken[0] < first else (period - 1 if period else sys.maxsize)
-            ctl._sample(out, t0, host_time)
+            ijit._sample(out, t0, host_time)
             return out
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -205,23 +217,23 @@ class InstrumentedJit:
             if left <= 0:
                 return sampled(args, kwargs)
             countdown[0] = left - 1
-            owner = ctl  # noqa: F841 - marks this frame for compilation.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             try:
                 # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
                 out = jitted(*args, **kwargs) if kwargs else jitted(*args)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, None)
+                ijit._on_error(compiling.pop(getframe(), None), exc, None)
                 raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    ctl._on_cold(info, None, args, kwargs)
+                    ijit._on_cold(info, None, args, kwargs)
                     return out
             next(hits)
             return out
 
-        compilation.register_owner_code(call.__code__)
-        compilation.register_owner_code(sampled.__code__)
+        compile_events.register_owner_code(call.__code__)
+        compile_events.register_owner_code(sampled.__code__)
         return call
 
     # --- slow paths ----------------------------------------------------------------
@@ -262,7 +274,7 @@ class InstrumentedJit:
             self._finish(info)
             self._misses.inc()
             self._cold.observe(dt)
-            requests.mark_cold()
+            sli.mark_cold()
             self._record_compilation(args, kwargs)
         except Exception as exc:
             report_internal_error("instrument", exc)
@@ -272,7 +284,7 @@ class InstrumentedJit:
         unsampled fast path has none (steady host time is a sample anyway)."""
         try:
             compiling = info is not None
-            kind = compilation.classify_error(exc, compiling, bool(info and info.backend_done))
+            kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
             (self._misses if compiling else self._hits).inc()
@@ -281,19 +293,19 @@ class InstrumentedJit:
             if dt is not None:
                 (self._cold if compiling else self._steady).observe(dt)
             if compiling:
-                requests.mark_cold()
+                sli.mark_cold()
         except Exception as inner:
             report_internal_error("instrument", inner)
 
     def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
                             compiled: Any = None) -> None:
-        sig = compilation.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
+        sig = causes.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
         with self._history_lock:
-            cause = compilation.explain(sig, self._history)
+            cause = causes.explain(sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
-        compilation.notify_compiled(self.name, cause)
+        compile_events.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
 
@@ -333,7 +345,7 @@ class InstrumentedJit:
 
     def _compile_for_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         abstract_args, abstract_kwargs = self._abstract(args, kwargs)
-        with compilation.ignoring_compiles() as probe:
+        with compile_events.ignoring_compiles() as probe:
             compiled = self._jitted.lower(*abstract_args, **abstract_kwargs).compile()
         if probe.compiled:
             self._analyze = False
@@ -359,7 +371,7 @@ class InstrumentedJit:
     # --- AOT and the rest of jit's surface ---------------------------------------
     def warmup(self, *args: Any, **kwargs: Any) -> Any:
         """Compile for these arguments (arrays or ShapeDtypeStructs) without running."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             compiled = self._jitted.lower(*args, **kwargs).compile()
         finally:
@@ -374,7 +386,7 @@ class InstrumentedJit:
 
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).lower``, with trace/lower time attributed to this function."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             return self._jitted.lower(*args, **kwargs)
         finally:
@@ -382,7 +394,7 @@ class InstrumentedJit:
 
     def trace(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).trace``, with trace time attributed to this function."""
-        owner = self  # noqa: F841 - read by compilation.find_owner
+        owner = self  # noqa: F841 - read by compile_events.find_owner
         try:
             return self._jitted.trace(*args, **kwargs)
         finally:
@@ -395,7 +407,7 @@ class InstrumentedJit:
         self._jitted.clear_cache()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Calling the controller is calling the instrumented function (``self.call``)."""
+        """Calling the InstrumentedJit is calling the instrumented function (``self.call``)."""
         return self.call(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -403,7 +415,7 @@ class InstrumentedJit:
 
 
 for _method in (InstrumentedJit.warmup, InstrumentedJit.lower, InstrumentedJit.trace):
-    compilation.register_owner_code(_method.__code__)
+    compile_events.register_owner_code(_method.__code__)
 
 
 def default_name(fun: Callable[..., Any]) -> str:
@@ -412,10 +424,10 @@ def default_name(fun: Callable[..., Any]) -> str:
     return qualname.rsplit("<locals>.", 1)[-1]
 
 
-def controller(fn: Any) -> InstrumentedJit | None:
+def instrumented_jit_of(fn: Any) -> InstrumentedJit | None:
     """The InstrumentedJit behind a function returned by :func:`jit`/:func:`instrument`."""
-    ctl = getattr(fn, "jaxobs", None)
-    return ctl if isinstance(ctl, InstrumentedJit) else None
+    ijit = getattr(fn, "jaxobs", None)
+    return ijit if isinstance(ijit, InstrumentedJit) else None
 
 
 def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
@@ -434,7 +446,7 @@ def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, re
 def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
                sample_rate: float | None = None) -> Any:
     """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
-    if controller(jitted) is not None:
+    if instrumented_jit_of(jitted) is not None:
         return jitted
     if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
         return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
@@ -450,7 +462,7 @@ def _record_build_info(rec: Recorder) -> None:
         return
     _build_info_done.add(id(rec))
     try:
-        from jaxobs.buildinfo import build_info_labels
+        from jaxobs.runtime.buildinfo import build_info_labels
 
         labels = build_info_labels()
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)

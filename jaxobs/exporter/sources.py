@@ -1,6 +1,6 @@
 """Where the sidecar gets the application's metrics, and whether the app is ready.
 
-Two ways, because both deployments exist (DESIGN.md §2):
+Two ways, because both deployments exist:
 
 * :class:`MultiprocessSource` — the app writes prometheus-client multiprocess
   files into a shared ``PROMETHEUS_MULTIPROC_DIR`` (an ``emptyDir`` in the pod)
@@ -35,7 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from jaxobs import catalog
-from jaxobs.collectors.host import pids_from_multiproc_dir_names
+from jaxobs.exporter.collectors.host import pids_from_multiproc_dir_names
 
 #: What the proxy asks the app for: the classic text format, which the parser reads.
 PROXY_ACCEPT = "text/plain; version=0.0.4"

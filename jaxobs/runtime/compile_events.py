@@ -1,4 +1,4 @@
-"""Compile-time telemetry: jax.monitoring listeners, attribution and causes.
+"""The one ``jax.monitoring`` listener hub: compile phases, persistent-cache events, attribution.
 
 JAX reports each compile phase as a ``jax.monitoring`` duration event, from
 inside the call that compiles (synchronously, on the caller's stack).  The
@@ -7,10 +7,14 @@ every event is charged to the right function and call even when several
 functions compile at once in different threads — and the steady-state call
 pays nothing for it (no thread-local or ContextVar set per call).
 
-Why a compile happened is derived from the argument signature (shapes, dtypes,
-shardings, static values, tree structure), compared with the signatures that
-compiled before, so the ``cause`` label stays bounded and never contains a
-shape.  Listener failures are counted, never raised (DESIGN.md §7).
+jaxobs registers exactly one duration listener and one event listener per
+process (:func:`install_listeners`).  Other parts of jaxobs that need compile
+events (goodput accounting, the pytest guards) :func:`subscribe` here instead of
+registering their own: JAX offers no fail-safe unregistration, and a listener
+that raises would propagate into the user's compile, so every callback is
+wrapped and its failures are counted, never raised.  Why a function compiled is
+:mod:`jaxobs.runtime.causes`.  docs/architecture.md explains why attribution
+walks the stack instead of setting a ContextVar per call.
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.recorder import all_recorders
-from jaxobs.safety import report_internal_error
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import all_recorders
 
 #: jax.monitoring duration event → our ``phase`` label.
 PHASE_EVENTS: dict[str, str] = {
@@ -43,7 +46,6 @@ PERSISTENT_CACHE_DURATION_EVENTS: dict[str, catalog.MetricSpec] = {
     "/jax/compilation_cache/compile_time_saved_sec": catalog.PERSISTENT_CACHE_SAVED,
 }
 
-CAUSES = ("first", "shape", "dtype", "static_arg", "sharding", "other")
 
 
 _owner_codes: set[CodeType] = set()
@@ -89,9 +91,9 @@ def ignoring_compiles() -> Iterator[_Probe]:
 
 
 def find_owner(frame: FrameType | None) -> tuple[Any, FrameType] | tuple[None, None]:
-    """The nearest instrumented call on this thread's stack: (controller, its frame).
+    """The nearest instrumented call on this thread's stack: (InstrumentedJit, its frame).
 
-    Owner frames (the wrapper closures and the controller's AOT methods) set
+    Owner frames (the wrapper closures and the InstrumentedJit's AOT methods) set
     a local ``owner`` just before calling into JAX.  A wrapper frame that is
     only forwarding (inside an outer trace) has not set it and is skipped, so
     nested tracing is charged to the function actually being compiled.
@@ -113,7 +115,44 @@ def caller_of(frame: FrameType) -> FrameType | None:
     return caller
 
 
+#: A subscriber gets every compile-phase duration: (event, seconds, fun_name or None).
+DurationSubscriber = Callable[[str, float, "str | None"], None]
+_duration_subscribers: tuple[DurationSubscriber, ...] = ()
+_subscribers_lock = threading.Lock()
+
+
+def subscribe(callback: DurationSubscriber) -> Callable[[], None]:
+    """Receive every compile-phase duration event; returns the function that unsubscribes.
+
+    Callbacks run on the compiling thread, inside the user's call: keep them
+    cheap.  An exception in one is counted (component ``compile_subscriber``)
+    and never reaches the user.
+    """
+    global _duration_subscribers
+    install_listeners()
+    with _subscribers_lock:
+        if callback not in _duration_subscribers:  # subscribing twice is one subscription
+            _duration_subscribers = (*_duration_subscribers, callback)
+
+    def unsubscribe() -> None:
+        global _duration_subscribers
+        with _subscribers_lock:
+            _duration_subscribers = tuple(s for s in _duration_subscribers if s is not callback)
+
+    return unsubscribe
+
+
+def _notify_subscribers(event: str, duration: float, fun_name: str | None) -> None:
+    for callback in _duration_subscribers:
+        try:
+            callback(event, duration, fun_name)
+        except Exception as exc:
+            report_internal_error("compile_subscriber", exc)
+
+
 def _on_duration_event(event: str, duration: float, **kwargs: Any) -> None:
+    if event in PHASE_EVENTS and _duration_subscribers:
+        _notify_subscribers(event, duration, kwargs.get("fun_name"))
     try:
         phase = PHASE_EVENTS.get(event)
         if phase is not None:
@@ -165,117 +204,3 @@ def install_listeners() -> None:
         except Exception as exc:
             report_internal_error("compile_listener", exc)
         _installed = True
-
-
-# --- causes ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Signature:
-    """What jit keys its cache on, in a comparable form (never exported as labels)."""
-
-    treedef: Any
-    statics: tuple[Any, ...]
-    leaves: tuple[tuple[Any, ...], ...]  # (shape, dtype, weak_type, sharding) per leaf
-
-
-def _leaf_signature(x: Any) -> tuple[Any, ...] | None:
-    """(shape, dtype, weak, sharding) for array-like leaves; None for static-like leaves."""
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is not None and dtype is not None:
-        sharding = getattr(x, "sharding", None)
-        try:
-            hash(sharding)
-        except TypeError:
-            sharding = repr(sharding)
-        return (tuple(shape), str(dtype), bool(getattr(x, "weak_type", False)), sharding)
-    if isinstance(x, bool | int | float | complex):
-        return ((), type(x).__name__, True, None)
-    return None
-
-
-def _static_key(x: Any) -> Any:
-    try:
-        hash(x)
-        return x
-    except TypeError:
-        return ("<unhashable>", type(x).__qualname__, id(x))
-
-
-def signature_of(args: Sequence[Any], kwargs: dict[str, Any],
-                 static_argnums: Sequence[int], static_argnames: Sequence[str]) -> Signature:
-    import jax
-
-    statics: list[Any] = []
-    dyn_args = []
-    for i, a in enumerate(args):
-        if i in static_argnums:
-            statics.append(("arg", i, _static_key(a)))
-        else:
-            dyn_args.append(a)
-    dyn_kwargs = {}
-    for k in sorted(kwargs):
-        if k in static_argnames:
-            statics.append(("kw", k, _static_key(kwargs[k])))
-        else:
-            dyn_kwargs[k] = kwargs[k]
-    leaves, treedef = jax.tree_util.tree_flatten((tuple(dyn_args), dyn_kwargs))
-    leaf_sigs = []
-    for i, leaf in enumerate(leaves):
-        sig = _leaf_signature(leaf)
-        if sig is None:  # not an array: jit would need it static; treat its value as static
-            statics.append(("leaf", i, _static_key(leaf)))
-        else:
-            leaf_sigs.append(sig)
-    return Signature(treedef, tuple(statics), tuple(leaf_sigs))
-
-
-def explain(new: Signature, previous: Sequence[Signature]) -> str:
-    """The bounded cause of compiling ``new`` after ``previous`` compiled."""
-    if not previous:
-        return "first"
-    same_tree = [p for p in previous if p.treedef == new.treedef and len(p.leaves) == len(new.leaves)]
-    if not same_tree:
-        return "other"
-    same_static = [p for p in same_tree if p.statics == new.statics]
-    if not same_static:
-        return "static_arg"
-
-    def diff(p: Signature) -> tuple[int, int, int]:
-        shapes = sum(a[0] != b[0] for a, b in zip(p.leaves, new.leaves))
-        dtypes = sum(a[1:3] != b[1:3] for a, b in zip(p.leaves, new.leaves))
-        # A ShapeDtypeStruct without sharding (warmup) matches any sharding.
-        shardings = sum(a[3] != b[3] and a[3] is not None and b[3] is not None
-                        for a, b in zip(p.leaves, new.leaves))
-        return shapes, dtypes, shardings
-
-    shapes, dtypes, shardings = min((diff(p) for p in same_static), key=sum)
-    if shapes:
-        return "shape"
-    if dtypes:
-        return "dtype"
-    if shardings:
-        return "sharding"
-    return "other"  # same signature compiled again: cache cleared or evicted
-
-
-def classify_error(exc: BaseException, compiling: bool, backend_done: bool) -> str:
-    """Bounded ``error`` label: oom, trace, compile, runtime or other."""
-    try:
-        text = str(exc)
-    except Exception:
-        text = ""
-    lowered = text.lower()
-    if "resource_exhausted" in lowered or "out of memory" in lowered or "oom" in type(exc).__name__.lower():
-        return "oom"
-    try:
-        from jax.errors import JaxRuntimeError
-
-        runtime_error: type[BaseException] = JaxRuntimeError
-    except Exception:  # pragma: no cover - very old jax
-        runtime_error = RuntimeError
-    if isinstance(exc, runtime_error):
-        return "compile" if compiling and not backend_done else "runtime"
-    if compiling and not backend_done:
-        return "trace"  # the user's Python raised while jax traced it (shape/type errors)
-    return "other"

@@ -31,8 +31,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from jaxobs import catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, FailureLatch, Samples
-from jaxobs.safety import internal_error_counts
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, FailureLatch, Samples
+from jaxobs.telemetry.internal_errors import internal_error_counts
 
 logger = logging.getLogger("jaxobs.exporter")
 

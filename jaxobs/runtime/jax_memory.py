@@ -1,7 +1,7 @@
 """JAX device memory and live arrays, collected inside the JAX process.
 
 Why in-process: ``Device.memory_stats()`` is the truthful in-use figure on GPU
-(NVML's "used" includes JAX's 75 % preallocated pool, DESIGN.md §7) and live
+(NVML's "used" includes JAX's 75 % preallocated pool) and live
 arrays only exist in the process that owns them.  ``jax`` is imported lazily on
 the first scrape so that merely importing this module (e.g. from the sidecar's
 test of "no jax in the exporter") stays cheap.
@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.collectors.base import WHOLE_COLLECTOR, Collector, Samples
+from jaxobs.telemetry.collector import WHOLE_COLLECTOR, Collector, Samples
 
 #: ``kind`` label -> key in XLA's allocator ``memory_stats()`` dict.
 MEMORY_KINDS: tuple[tuple[str, str], ...] = (

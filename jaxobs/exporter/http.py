@@ -40,7 +40,7 @@ from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
-from jaxobs.exporter_sources import Readiness
+from jaxobs.exporter.sources import Readiness
 
 logger = logging.getLogger("jaxobs.exporter")
 
