@@ -86,7 +86,8 @@ def main() -> None:
             without.append(run_once(root, disable=True))
     w, wo = statistics.median(with_plugin), statistics.median(without)
     print(f"{opts.tests} tests without jaxobs markers, {opts.rounds} rounds, median wall time per run:")
-    print(f"  with the plugin     {w * 1000:8.1f} ms   (range {min(with_plugin) * 1000:.0f}-{max(with_plugin) * 1000:.0f})")
+    low, high = min(with_plugin) * 1000, max(with_plugin) * 1000
+    print(f"  with the plugin     {w * 1000:8.1f} ms   (range {low:.0f}-{high:.0f})")
     print(f"  with -p no:jaxobs   {wo * 1000:8.1f} ms   (range {min(without) * 1000:.0f}-{max(without) * 1000:.0f})")
     print(f"  ratio               {w / wo:8.3f}x")
 

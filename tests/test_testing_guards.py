@@ -462,7 +462,8 @@ def test_messages_carry_no_internal_codes():
     texts = []
     with pytest.raises(testing.KeyReuseDetected) as reuse, testing.no_key_reuse():
         k = jax.random.key(0)
-        jax.random.normal(k); jax.random.normal(k)
+        jax.random.normal(k)
+        jax.random.normal(k)
     texts.append(str(reuse.value))
     with pytest.raises(testing.KeyIgnoredError) as ignored:
         testing.assert_uses_key(lambda k: jax.random.normal(jax.random.key(0)), jax.random.key(1))

@@ -231,7 +231,7 @@ def aval_change(before: Program, now: Program) -> tuple[str, str]:
         return "other", ""
     names = now.arg_names or tuple(f"args[{i}]" for i in range(len(now.avals)))
     changes, cause = [], "sharding"
-    for name, old, new in zip(names, before.avals, now.avals):
+    for name, old, new in zip(names, before.avals, now.avals, strict=False):
         if old != new:
             o, n = _AVAL.match(old), _AVAL.match(new)
             if o and n and o.group("shape") != n.group("shape"):

@@ -57,7 +57,7 @@ def first_difference(a: Any, b: Any, *, atol: float = 0.0, rtol: float = 0.0) ->
     leaves_b, tree_b = jax.tree_util.tree_flatten_with_path(b)
     if tree_a != tree_b:
         return LeafDifference("out", "structure", f"different pytree structure: {tree_a} vs {tree_b}")
-    for (path, x), (_, y) in zip(leaves_a, leaves_b):
+    for (path, x), (_, y) in zip(leaves_a, leaves_b, strict=True):
         where = "out" + jax.tree_util.keystr(path)
         if not (hasattr(x, "shape") and hasattr(y, "shape")):
             if x != y:
@@ -139,9 +139,7 @@ def assert_uses_key(fn: Callable[..., Any], *args: Any, key_argnum: int | None =
     # One split per try: a different key for every key leaf of the argument in each try.
     streams = [jax.random.split(_typed(leaf), tries) for leaf in keys]
     for t in range(tries):
-        replaced = iter(_like(leaf, stream[t]) for leaf, stream in zip(keys, streams))
-        other = jax.tree_util.tree_map(lambda leaf: next(replaced) if _is_key(leaf) else leaf, container,
-                                       is_leaf=_is_key)
+        other = _replace_keys(container, [_like(leaf, stream[t]) for leaf, stream in zip(keys, streams, strict=True)])
         call_args, call_kwargs = list(args), dict(kwargs)
         if isinstance(where, int):
             call_args[where] = other
@@ -166,8 +164,17 @@ def _is_key(x: Any) -> bool:
         return False
     if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         return True
-    shape = getattr(x, "shape", ())
+    shape: tuple[int, ...] = tuple(getattr(x, "shape", ()))
     return np.dtype(dtype) == np.uint32 and len(shape) >= 1 and shape[-1] == 2
+
+
+def _replace_keys(tree: Any, new_keys: list[Any]) -> Any:
+    """``tree`` with its key leaves replaced, in order, by ``new_keys``."""
+    import jax
+
+    replacements = iter(new_keys)
+    return jax.tree_util.tree_map(lambda leaf: next(replacements) if _is_key(leaf) else leaf, tree,
+                                  is_leaf=_is_key)
 
 
 def _key_leaves(tree: Any) -> list[Any]:

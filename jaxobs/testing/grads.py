@@ -175,10 +175,7 @@ def _diagnose_float64(f: Callable[..., Any], args: tuple[Any, ...], order: int, 
 def _x64() -> Iterator[None]:
     import jax
 
-    enable = getattr(jax, "enable_x64", None)
-    if enable is None:  # older jax
-        from jax.experimental import enable_x64 as enable
-    with enable(True):
+    with jax.enable_x64(True):
         yield
 
 
@@ -242,7 +239,7 @@ def diagnose(f: Callable[..., Any], args: Sequence[Any], modes: Sequence[str] = 
     def phi(*diff_leaves: Any) -> Any:
         """The scalar projection, as a function of the floating-point leaves only."""
         flat = list(leaves)
-        for i, leaf in zip(diff_idx, diff_leaves):
+        for i, leaf in zip(diff_idx, diff_leaves, strict=True):
             flat[i] = leaf
         result = f(*jax.tree_util.tree_unflatten(treedef, flat))
         terms = jax.tree_util.tree_map(lambda c, o: jnp.sum(c * o), cot, result)
