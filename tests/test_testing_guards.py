@@ -180,6 +180,15 @@ def test_vmap_of_jit_recompiles_for_a_new_batch_size_are_counted(pytester):
     assert "x 2. shape: x: f32[5,3] -> f32[6,3]" in result.stdout.str()
 
 
+def test_pmap_blind_spot_workaround_jit_of_pmap_is_counted():
+    f = jax.jit(lambda x: jnp.sin(x) * 3)
+    per_device = jax.jit(jax.pmap(f))  # documented workaround: a bare pmap is not seen
+    with pytest.raises(testing.RecompileError) as info, testing.no_recompile():
+        per_device(jnp.ones((1, 3)))
+        per_device(jnp.ones((1, 4)))
+    assert "shape: x: f32[1,3] -> f32[1,4]" in str(info.value)
+
+
 def test_eager_grad_through_a_jitted_function_is_not_a_recompile(pytester):
     write(pytester, """
         f = jax.jit(lambda x: jnp.sin(x) * 2)

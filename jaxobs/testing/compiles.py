@@ -378,8 +378,8 @@ class _Hub:
             caller = compilation.caller_of(owner_frame) if owner_frame is not None else None
             site = jx.relative(f"{caller.f_code.co_filename}:{caller.f_lineno}") if caller is not None else ""
             self._instrumented.setdefault(threading.get_ident(), {})[owner.name] = jx.Explanation(
-                owner.name, "", explanation.detail if explanation else "", site, "",
-                explanation.own_switch_only if explanation else False)
+                owner.name, explanation.cause if explanation else "", explanation.detail if explanation else "",
+                site, "", explanation.own_switch_only if explanation else False)
             return
         if explanation is not None and explanation.own_switch_only:
             return  # only a setting the guards switched on changed: not the user's recompile
@@ -417,6 +417,10 @@ class _Hub:
                 return
             detail = explanation.detail if explanation is not None else ""
             called_at = explanation.called_at if explanation is not None else ""
+            if cause == "other" and explanation is not None and explanation.cause not in ("", "first", "other"):
+                # jaxobs saw this signature before the caches were cleared (fresh=True): JAX's
+                # explanation of the retrace is the more useful one.
+                cause = explanation.cause
             self._emit(Compile(function, cause, detail, called_at, "", instrumented=True))
         except Exception as exc:
             report_internal_error("testing_compile_listener", exc)
