@@ -282,7 +282,8 @@ class _Hub:
         self._instrumented: dict[int, dict[str, jx.Explanation]] = {}
         #: (function, defined_at) -> the program of its last counted compile, for unexplained ones
         self._last: dict[tuple[str, str], jx.Program] = {}
-        self._installed = False
+        self._source: Any = None  # the compile_events module subscribed to
+        self._unsubscribe: Any = None
         self._saved_explain: bool | None = None
         self._handler = _ExplanationHandler(self)
         self._filter = _ExplanationFilter(self)
@@ -318,13 +319,19 @@ class _Hub:
                     self._deactivate()
 
     def _install_once(self) -> None:
-        if self._installed:
-            return
+        """Subscribe to jaxobs's one compile-event hub (again if that module was re-imported,
+        as pytester's in-process runs do, so instrumented functions keep reporting here)."""
         from jaxobs.runtime import compile_events
 
-        compile_events.subscribe(self.on_compile_event)  # the one jax.monitoring listener of jaxobs
+        if self._source is compile_events:
+            return
+        if self._source is not None:
+            self._unsubscribe()
+            if self._on_instrumented in self._source.compile_observers:
+                self._source.compile_observers.remove(self._on_instrumented)
+        self._unsubscribe = compile_events.subscribe(self.on_compile_event)
         compile_events.compile_observers.append(self._on_instrumented)
-        self._installed = True
+        self._source = compile_events
 
     def _activate(self) -> None:
         import jax

@@ -247,6 +247,9 @@ def diagnose(f: Callable[..., Any], args: Sequence[Any], modes: Sequence[str] = 
 
     primals = [leaves[i] for i in diff_idx]
     total = sum(int(p.size) for p in primals)
+    # Two evaluations (and a JVP) per element: compiled once, not dispatched op by op.
+    phi_at = _compiled(phi)
+    jvp_at = _compiled(lambda ps, ts: jax.jvp(phi, ps, ts)[1])
     rev_grads = jax.grad(phi, argnums=tuple(range(len(primals))))(*primals) if "rev" in modes and primals else None
     mismatches: list[Mismatch] = []
     checked = 0
@@ -263,7 +266,7 @@ def diagnose(f: Callable[..., Any], args: Sequence[Any], modes: Sequence[str] = 
             step = _step(leaf.dtype, eps, x_i)
             plus = [p + step * basis if k == pos else p for k, p in enumerate(primals)]
             minus = [p - step * basis if k == pos else p for k, p in enumerate(primals)]
-            up, down = float(phi(*plus)), float(phi(*minus))
+            up, down = float(phi_at(*plus)), float(phi_at(*minus))
             numerical = (up - down) / (2 * step)
             # Rounding of phi alone moves the difference by about this much.
             floor = float(jnp.finfo(leaf.dtype).eps) * (abs(up) + abs(down)) / (2 * step)
@@ -273,7 +276,7 @@ def diagnose(f: Callable[..., Any], args: Sequence[Any], modes: Sequence[str] = 
                 candidates.append(("rev", float(np.asarray(rev_grads[pos]).reshape(-1)[flat])))
             if "fwd" in modes:
                 tangents = [basis if k == pos else jnp.zeros_like(p) for k, p in enumerate(primals)]
-                candidates.append(("fwd", float(jax.jvp(phi, primals, tangents)[1])))
+                candidates.append(("fwd", float(jvp_at(primals, tangents))))
             for mode, value in candidates:
                 if not np.isclose(value, numerical, atol=a_tol, rtol=r_tol, equal_nan=True):
                     noise = bool(abs(value - numerical) <= _NOISE_FACTOR * floor)
@@ -287,6 +290,24 @@ def _positions(size: int, budget: int) -> list[int]:
     if budget >= size:
         return list(range(size))
     return sorted({round(x) for x in np.linspace(0, size - 1, max(1, budget))})
+
+
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.jit(fn)``, falling back to ``fn`` for functions jit cannot trace (host callbacks)."""
+    import jax
+
+    jitted = jax.jit(fn)
+    use_jit = [True]
+
+    def call(*args: Any) -> Any:
+        if use_jit[0]:
+            try:
+                return jitted(*args)
+            except Exception:
+                use_jit[0] = False
+        return fn(*args)
+
+    return call
 
 
 def _step(dtype: Any, eps: float | None, x: float) -> float:
