@@ -93,23 +93,31 @@ def _mark_problem(item: pytest.Item, mark: pytest.Mark) -> str | None:
         if not isinstance(who, str):
             return f"only= takes functions or function names, got {who!r}"
         if not _name_in_module(item, who):
-            return (f"only={who!r} names no function used in {item.path.name}: pass the jitted function "
-                    f"itself (only=[f]) or its exact name")
+            return (f"only={who!r} names no function used in {item.path.name} or its conftest.py: pass "
+                    f"the jitted function itself (only=[f]) or its exact name")
     return None
 
 
 def _name_in_module(item: pytest.Item, name: str) -> bool:
-    """A function name the guard can match must appear in the test module (as a name or a
-    jaxobs ``name=``), else it is a typo that would silently watch nothing."""
+    """A function name the guard can match must appear in the test module or a conftest.py
+    above it (as a name or a jaxobs ``name=``), else it is a typo that would silently watch
+    nothing."""
     module = getattr(item, "module", None)
     if module is not None and name in vars(module):
         return True
-    try:
-        source = item.path.read_text(encoding="utf-8")
-    except OSError:
-        return True  # cannot tell: do not block the run
-    source = _ONLY_ARG.sub("", source)  # the marker's own mention does not count
-    return re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", source) is not None
+    word = re.compile(r"(?<![\w])" + re.escape(name) + r"(?![\w])")
+    files = [item.path] + [d / "conftest.py" for d in item.path.parents
+                           if d == item.config.rootpath or item.config.rootpath in d.parents]
+    for path in files:
+        try:
+            source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True  # cannot tell: do not block the run
+        if word.search(_ONLY_ARG.sub("", source)):  # the marker's own mention does not count
+            return True
+    return False
 
 
 _ONLY_ARG = re.compile(r"""only\s*=\s*(\[[^\]]*\]|\([^)]*\)|"[^"]*"|'[^']*')""")

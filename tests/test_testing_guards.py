@@ -287,8 +287,18 @@ def test_the_closest_compile_marker_wins(pytester):
 
 
 def test_only_name_that_matches_nothing_is_reported_at_collection(pytester):
+    pytester.makeconftest("""
+        import jaxobs
+        from prometheus_client import CollectorRegistry
+
+        PREDICT = jaxobs.jit(lambda x: x * 7, name="predict", registry=CollectorRegistry())
+    """)
     write(pytester, """
         step = jax.jit(lambda x: x * 5)
+
+        @pytest.mark.no_recompile(only="predict")      # named in conftest.py: fine
+        def test_named_in_conftest():
+            pass
 
         @pytest.mark.no_recompile(only="stpe")
         def test_typo():
@@ -297,8 +307,9 @@ def test_only_name_that_matches_nothing_is_reported_at_collection(pytester):
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     text = result.stdout.str() + result.stderr.str()
-    assert "only='stpe' names no function used in test_only_name_that_matches_nothing_is_reported_at_collection.py" \
-        in text
+    assert ("test_typo: only='stpe' names no function used in "
+            "test_only_name_that_matches_nothing_is_reported_at_collection.py or its conftest.py") in text
+    assert "test_named_in_conftest" not in text
     assert "Traceback" not in text
 
 
