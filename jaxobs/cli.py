@@ -65,6 +65,9 @@ def _attach() -> None:
     cli.add_command(exporter_command)
     register(cli)
     cli.add_command(report_command)
+    from jaxobs.baseline.cli import baseline_command  # record, compare
+
+    cli.add_command(baseline_command)
     pass
 
 
