@@ -29,6 +29,10 @@ from typing import Any
 
 import pytest
 
+# --- baseline options: --jaxobs-record / --jaxobs-compare (their hooks live in that module) ---
+pytest_plugins = ["jaxobs.baseline.pytest_hooks"]
+# --- end of baseline options ---
+
 _MARKERS = (
     ("max_compiles(n, only=None): fail the test if a jitted function compiles more than n times in "
      "the test body (per function; only= restricts to some function names). See docs/testing.md."),
