@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 import jaxobs
 from jaxobs import catalog
 from jaxobs.runtime import manifest as manifests
+from jaxobs.runtime import signature_json
 from jaxobs.telemetry import recorder_for
 
 Params = collections.namedtuple("Params", "w b")
@@ -182,11 +183,11 @@ def test_committed_shardings_round_trip(tmp_path: Path, name: str) -> None:
     assert encoded == [{"device": device.id},
                        {"mesh": {"axes": ["data"], "shape": [1], "devices": [device.id]}, "spec": ["data", None]}]
     for sig in manifests.snapshot()["functions"][name]["signatures"]:
-        (arg,), _ = manifests.decode_call(sig)
+        (arg,), _ = signature_json.decode_call(sig)
         assert arg.sharding is not None
     missing = {"args": [{"shape": [2], "dtype": "float32", "sharding": {"device": 12345}}], "kwargs": {}}
-    with pytest.raises(manifests.Stale, match="device 12345"):
-        manifests.decode_call(missing)
+    with pytest.raises(signature_json.Stale, match="device 12345"):
+        signature_json.decode_call(missing)
 
 
 @pytest.mark.parametrize(("content", "message"), [

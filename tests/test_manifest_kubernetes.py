@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from jaxobs.runtime import manifest as manifests
+from jaxobs.runtime import signature_json
 
 K8S = Path(__file__).resolve().parents[1] / "exporters" / "kubernetes"
 
@@ -46,4 +47,4 @@ def test_the_app_warms_from_the_configmap_and_caches_on_the_shared_volume(tmp_pa
     sample.write_text(docs["ConfigMap"]["data"][filename])
     doc = manifests.load_manifest(sample)  # the example is a valid manifest
     for sig in doc["functions"]["predict"]["signatures"]:
-        manifests.decode_call(sig)  # every sample signature rebuilds
+        signature_json.decode_call(sig)  # every sample signature rebuilds
