@@ -154,6 +154,21 @@ LIVE_ARRAYS = _g("jaxobs_live_arrays", "Live jax.Array objects per device (a ste
                  ("device",))
 LIVE_ARRAY_BYTES = _g("jaxobs_live_array_bytes", "Bytes held by live jax.Array objects per device.",
                       ("device",))
+DEVICE_PEAK_FLOPS = _g("jaxobs_device_peak_flops_per_second",
+                       "Dense peak FLOP/s of this process' accelerator for the configured dtype; divide "
+                       "achieved FLOP/s by it for model FLOPs utilization. Absent on CPU.",
+                       ("device_kind", "dtype"))
+PROFILES = _c("jaxobs_profiles_total",
+              "On-demand profile captures, outcome=ok|busy|rejected|error.", ("outcome",))
+NONFINITE_OUTPUTS = _c("jaxobs_nonfinite_outputs_total",
+                       "Sampled calls whose floating-point outputs held a NaN or an infinity.", ("function",))
+CANARY_RUNS = _c("jaxobs_canary_runs_total",
+                 "Determinism canary runs, outcome=match|mismatch|error.", ("function", "outcome"))
+CANARY_MAX_ABS_DIFF = _g("jaxobs_canary_max_abs_diff",
+                         "Largest absolute difference between the canary's latest output and its reference.",
+                         ("function",))
+CANARY_LAST_RUN = _g("jaxobs_canary_last_run_timestamp_seconds",
+                     "Unix time of the canary's latest completed run.", ("function",))
 GPU_LABELS = ("gpu", "uuid", "model")
 GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS)
 GPU_MEMORY = _g("jaxobs_gpu_memory_bytes", "NVML memory, kind used/total (includes JAX's preallocation).",
@@ -164,6 +179,23 @@ GPU_XID_ERRORS = _c("jaxobs_gpu_xid_errors_total", "XID errors reported by NVML'
                     GPU_LABELS + ("xid",))
 GPU_ECC_ERRORS = _c("jaxobs_gpu_ecc_errors_total", "Uncorrected/corrected ECC errors (volatile).",
                     GPU_LABELS + ("type",))
+GPU_THROTTLED = _g("jaxobs_gpu_clocks_throttled",
+                   "1 while NVML reports this reason for holding clocks below their maximum "
+                   "(power_cap, thermal, sync_boost, ...), else 0.", GPU_LABELS + ("reason",))
+GPU_CLOCK = _g("jaxobs_gpu_clock_hertz", "Current clock speed, clock=sm|memory.", GPU_LABELS + ("clock",))
+GPU_CLOCK_MAX = _g("jaxobs_gpu_clock_max_hertz", "Maximum clock speed, clock=sm|memory.", GPU_LABELS + ("clock",))
+GPU_MEMORY_BANDWIDTH = _g("jaxobs_gpu_memory_bandwidth_utilization_ratio",
+                          "Fraction of the last sample period in which device memory was read or written (0-1).",
+                          GPU_LABELS)
+GPU_PCIE_THROUGHPUT = _g("jaxobs_gpu_pcie_bytes_per_second", "PCIe throughput, direction=tx|rx.",
+                         GPU_LABELS + ("direction",))
+GPU_ENERGY = _c("jaxobs_gpu_energy_joules_total", "Energy used since the driver loaded.", GPU_LABELS)
+GPU_PROCESS_MEMORY = _g("jaxobs_gpu_process_memory_bytes",
+                        "Device memory used per process of this workload; pid=\"others\" sums every other "
+                        "process on the GPU (a shared or time-sliced GPU).", GPU_LABELS + ("pid",))
+GPU_PROCESS_UTILIZATION = _g("jaxobs_gpu_process_utilization_ratio",
+                             "Per-process SM or memory utilization (kind=sm|memory) over the last sample period; "
+                             "pid=\"others\" sums every other process.", GPU_LABELS + ("pid", "kind"))
 TPU_DUTY_CYCLE = _g("jaxobs_tpu_duty_cycle_ratio", "TensorCore duty cycle (0-1) from the TPU runtime.",
                     ("chip",))
 TPU_HBM = _g("jaxobs_tpu_hbm_bytes", "TPU HBM bytes, kind used/total.", ("chip", "kind"))

@@ -44,5 +44,5 @@ def _reset_runtime() -> None:
     with readiness._lock:
         readiness._registered.clear()
     readiness._ready = False
-    defaults = dataclasses.asdict(jit.Settings())
-    jit.configure(**defaults)
+    for name, value in dataclasses.asdict(jit.Settings()).items():  # configure() cannot unset
+        setattr(jit._settings, name, value)
