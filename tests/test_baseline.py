@@ -74,7 +74,8 @@ def test_a_kernel_doing_1_5x_the_work_is_caught_by_the_timing_test() -> None:
     # A while loop's FLOPs count the body once, so only the timing test can see this one.
     assert _verdicts(*pairs[0])["flops"] == "ok"
     caught = [_verdicts(a, b)["kernel_seconds"] for a, b in pairs]
-    assert caught.count("REGRESSION") >= 4, caught
+    # measured: 19 of 20 such comparisons flag it (docs/upgrades.md); 3 of 5 keeps this test from flaking
+    assert caught.count("REGRESSION") >= 3, caught
 
 
 def test_an_extra_matmul_is_caught_exactly() -> None:

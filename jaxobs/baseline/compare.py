@@ -5,7 +5,8 @@ fusion count do not depend on machine load — rerunning the same build gives
 the same numbers, so any change is real and a tight threshold has no false
 positives.  Kernel timings are noisy, so they are compared as samples: a
 one-sided Mann–Whitney U test (is the new build slower?) *and* a minimum
-effect (the ratio of medians), both of which must trip.
+effect (the ratio of a low quantile, the 10th percentile by default: noise
+only adds time, so the fast end moves least with load), both of which must trip.
 
 Thresholds, per quantity (``defaults``) and per function (``functions``,
 keys may be glob patterns; the first match wins), from a YAML or JSON file::
@@ -15,7 +16,7 @@ keys may be glob patterns; the first match wins), from a YAML or JSON file::
       flops: 1%                # relative: allowed increase in percent
       peak_memory_bytes: 5%
       compile_seconds: off     # not gated (reported only)
-      kernel_seconds: {alpha: 0.01, min_effect: 0.25, min_samples: 8}
+      kernel_seconds: {alpha: 0.01, min_effect: 0.25, quantile: 0.1, min_samples: 8}
     functions:
       "train_*":
         peak_memory_bytes: 10%
@@ -40,9 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "peak_memory_bytes": "5%",
     "fusions": 0,
     "compile_seconds": None,
-    "kernel_seconds": {"alpha": 0.01, "min_effect": 0.25, "min_samples": 8},
+    "kernel_seconds": {"alpha": 0.01, "min_effect": 0.25, "quantile": 0.1, "min_samples": 8},
 }
-TIMING_KEYS = ("alpha", "min_effect", "min_samples")
+TIMING_KEYS = ("alpha", "min_effect", "quantile", "min_samples")
 
 
 class BaselineError(ValueError):
@@ -129,7 +130,7 @@ def _check_rules(rules: Any, p: Path, where: str) -> dict[str, Any]:
             out[key] = None
         elif key == "kernel_seconds":
             if not isinstance(value, dict) or set(value) - set(TIMING_KEYS):
-                raise BaselineError(f"{p}: field '{field_name}' takes {{alpha, min_effect, min_samples}} or off")
+                raise BaselineError(f"{p}: field '{field_name}' takes {{{', '.join(TIMING_KEYS)}}} or off")
             out[key] = {**DEFAULTS["kernel_seconds"], **value}
         else:
             try:
@@ -228,9 +229,11 @@ def _ms(seconds: float) -> str:
 def _timing(name: str, old: list[float], new: list[float], rule: Any) -> Row:
     if not old or not new:
         return Row(name, "kernel_seconds", "-", "-", "", "skipped", "no samples in one run")
-    mo, mn = stats.median(old), stats.median(new)
-    shown_old, shown_new = f"{mo * 1e3:.3f}ms (n={len(old)})", f"{mn * 1e3:.3f}ms (n={len(new)})"
-    ratio = mn / mo if mo > 0 else float("inf")
+    q = float(rule["quantile"]) if rule is not None else DEFAULTS["kernel_seconds"]["quantile"]
+    qo, qn = stats.quantile(old, q), stats.quantile(new, q)
+    label = f"p{q * 100:g}"
+    shown_old, shown_new = f"{qo * 1e3:.3f}ms {label} (n={len(old)})", f"{qn * 1e3:.3f}ms {label} (n={len(new)})"
+    ratio = qn / qo if qo > 0 else float("inf")
     change = f"x{ratio:.2f}"
     if rule is None:
         return Row(name, "kernel_seconds", shown_old, shown_new, change, "info", "not gated")

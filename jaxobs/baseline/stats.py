@@ -4,7 +4,10 @@ Why Mann–Whitney rather than a t-test or a fixed percentage: kernel timings on
 a shared machine are skewed and heavy-tailed (a descheduled thread adds a
 long outlier), and a rank test does not care.  A p-value alone flags
 differences too small to matter once there are many samples, so a
-regression also needs a minimum effect: the ratio of medians.
+regression also needs a minimum effect, measured at the fast end of the
+distribution (:func:`quantile`, the 10th percentile by default): load on a
+shared machine only ever adds time, so the fastest calls are the least
+disturbed estimate of what a kernel costs.
 
 Exact p-values (no ties, the smaller sample ≤ 50) come from the distribution
 of U, the coefficients of a Gaussian binomial; otherwise the normal
@@ -94,6 +97,17 @@ def _normal_upper_tail(m: int, n: int, u: float, ties: Sequence[int]) -> float:
         return 1.0 if u <= mu else 0.0
     z = (u - mu - 0.5) / math.sqrt(var)
     return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile with linear interpolation between order statistics (numpy's default)."""
+    s = sorted(values)
+    if not s:
+        raise ValueError("quantile of no values")
+    pos = (len(s) - 1) * min(1.0, max(0.0, q))
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def median(values: Sequence[float]) -> float:
