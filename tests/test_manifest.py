@@ -214,3 +214,21 @@ def test_a_missing_manifest_named_by_the_environment_does_not_block_readiness(
         assert jaxobs.run_warmups() == 0
     assert jaxobs.is_ready()
     assert "no such manifest" in caplog.text
+
+
+def test_use_compilation_cache_writes_executables_to_the_volume(tmp_path: Path, name: str) -> None:
+    from jax._src import compilation_cache
+
+    before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir",
+                                               "jax_persistent_cache_min_compile_time_secs",
+                                               "jax_persistent_cache_min_entry_size_bytes")}
+    cache = tmp_path / "jax-cache"
+    try:
+        manifests.use_compilation_cache(cache)
+        f = jaxobs.jit(lambda x: jnp.sin(x) * 3, name=name, registry=CollectorRegistry())
+        f(jnp.ones(11))
+        assert any(p.name.endswith("-cache") for p in cache.iterdir())  # written although the compile was quick
+    finally:
+        for key, value in before.items():
+            jax.config.update(key, value)
+        compilation_cache.reset_cache()

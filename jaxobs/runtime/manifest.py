@@ -344,7 +344,7 @@ def use_compilation_cache(path: str | os.PathLike[str], *, min_compile_time_secs
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(min_entry_size_bytes))
-    try:  # JAX decides once, at the first compile, whether the cache is used
+    try:  # in case an earlier compile already decided that no cache is used
         from jax._src import compilation_cache
 
         compilation_cache.reset_cache()
