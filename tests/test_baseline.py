@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import jaxobs
 from jaxobs.baseline import compare, stats
+from jaxobs.baseline import session as sessions
 from jaxobs.baseline.session import Session
 
 _ids = itertools.count()
@@ -170,3 +171,15 @@ def test_mann_whitney_agrees_with_scipy_when_installed() -> None:
         theirs = scipy_stats.mannwhitneyu(new, old, alternative="greater", method=method)
         assert ours.u == pytest.approx(theirs.statistic)
         assert ours.p_value == pytest.approx(theirs.pvalue, rel=1e-9, abs=1e-12)
+
+
+def test_processes_of_one_run_merge_into_one_baseline() -> None:
+    part = {"compiles": 1, "compile_seconds": {"trace": 0.1, "lower": 0.2, "backend": 0.3}, "flops": 10.0,
+            "bytes_accessed": 5.0, "peak_memory_bytes": 100.0, "fusions": 2.0, "kernel_seconds": [0.1, 0.2]}
+    other = {**part, "peak_memory_bytes": 300.0, "kernel_seconds": [0.3]}
+    merged = sessions.merge([{"versions": {"jax": "x"}, "functions": {"f": part}},
+                             {"versions": {"jax": "x"}, "functions": {"f": other, "g": part}}])
+    f = merged["functions"]["f"]
+    assert f["compiles"] == 2 and f["compile_seconds"]["backend"] == pytest.approx(0.6)
+    assert f["peak_memory_bytes"] == 300.0 and f["kernel_seconds"] == [0.1, 0.2, 0.3]
+    assert set(merged["functions"]) == {"f", "g"} and merged["format"] == "jaxobs-baseline"

@@ -116,8 +116,13 @@ def test_unusable_input_exits_2_with_one_line(tmp_path: Path, old_baseline: Path
 
 
 def test_record_reports_a_command_that_instruments_nothing_or_fails(tmp_path: Path) -> None:
-    nothing = _jaxobs("baseline", "record", "-o", str(tmp_path / "b.json"), "--", sys.executable, "-c", "pass")
+    own = tmp_path / "own-site"  # the user's own sitecustomize must still run under the recording shim
+    own.mkdir()
+    (own / "sitecustomize.py").write_text(f"open({str(tmp_path / 'own-ran')!r}, 'w').close()\n")
+    nothing = _jaxobs("baseline", "record", "-o", str(tmp_path / "b.json"), "--", sys.executable, "-c", "pass",
+                      PYTHONPATH=os.pathsep.join([str(own), str(REPO)]))
     assert nothing.returncode == 2 and "ran no function instrumented" in nothing.stderr
+    assert (tmp_path / "own-ran").exists()
     failing = _jaxobs("baseline", "record", "-o", str(tmp_path / "b.json"), "--", sys.executable, "-c",
                       "raise SystemExit(3)")
     assert failing.returncode == 3 and "no baseline written" in failing.stderr
