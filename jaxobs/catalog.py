@@ -138,6 +138,10 @@ INTERNAL_ERRORS = _c("jaxobs_internal_errors_total",
                      "Failures inside jaxobs, counted and never raised to the user.", ("component",))
 DEPLOY_IN_PROGRESS = _g("jaxobs_deploy_in_progress",
                         "1 while a deploy window is open (compile alerts are inhibited).", mode="max")
+MANIFEST_SIGNATURES = _c("jaxobs_manifest_signatures_total",
+                         "Warm-start manifest signatures at start-up, by outcome (warmed; stale: no "
+                         "longer applies, skipped; unmatched: no function of that name).",
+                         ("function", "outcome"))
 
 # --- collectors (device and host) -----------------------------------------------------
 DEVICE_MEMORY = _g("jaxobs_device_memory_bytes",

@@ -67,6 +67,9 @@ def _attach() -> None:
     register(cli)
     cli.add_command(report_command)
     cli.add_command(profile_command)
+    from jaxobs.baseline.cli import baseline_command  # record, compare
+
+    cli.add_command(baseline_command)
     pass
 
 
