@@ -185,7 +185,8 @@ EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
 
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
-                 "Seconds of training steps lost, by reason (compile, data, checkpoint, anomaly).",
+                 "Wall-clock seconds of a training job lost, by reason (startup, restore, compile, "
+                 "data, checkpoint, anomaly, failed, disruption, or a custom event).",
                  ("service", "reason"))
 STEP_GOODPUT = _c("jaxobs_step_goodput_seconds_total",
                   "Seconds of training steps spent on useful work: step time minus its compile "
@@ -193,6 +194,18 @@ STEP_GOODPUT = _c("jaxobs_step_goodput_seconds_total",
 STEP_EXAMPLES = _c("jaxobs_step_examples_total",
                    "Examples processed by training steps (throughput: its rate, examples/s).",
                    ("service",))
+STEP_WALL = _c("jaxobs_step_wall_seconds_total",
+               "Wall-clock seconds the goodput tracker accounts for, from its start mark (process "
+               "start by default): goodput + badput + unaccounted.", ("service",))
+STEP_UNACCOUNTED = _g("jaxobs_step_unaccounted_seconds",
+                      "Wall-clock seconds since the start mark in no goodput block and no badput "
+                      "reason (logging, evaluation outside a block).", ("service",))
+STEP_EXPECTED = _g("jaxobs_step_expected_seconds",
+                   "Expected step time: configured, or the lowest median step time of any full "
+                   "window so far.", ("service",))
+STEP_RECENT = _g("jaxobs_step_recent_seconds",
+                 "Median step time of the recent window (divide by jaxobs_step_expected_seconds "
+                 "for the deviation).", ("service",))
 
 
 def _collect() -> dict[str, MetricSpec]:
