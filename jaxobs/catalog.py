@@ -131,6 +131,23 @@ REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
                         "Requests or steps currently inside jaxobs.request/step.",
                         ("service",), mode="livesum")
 
+# --- batching servers (queue and batch utilisation) -----------------------------------
+#: Fill of one padded batch: real rows / padded rows.
+FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+QUEUE_DEPTH = _g("jaxobs_queue_depth", "Requests waiting in a batching queue.", ("service",),
+                 mode="livesum")
+QUEUE_WAIT = _h("jaxobs_queue_wait_seconds",
+                "Time a request waited in the queue until its batch started.", ("service",),
+                LATENCY_BUCKETS)
+BATCH_FILL = _h("jaxobs_batch_fill_ratio",
+                "Real rows / padded rows of each batch (1 = no padding).", ("service",), FILL_BUCKETS)
+BATCH_ROWS = _c("jaxobs_batch_rows_total",
+                "Rows computed by batches, kind=request (real rows) or padding (wasted rows).",
+                ("service", "kind"))
+REQUESTS_REJECTED = _c("jaxobs_requests_rejected_total",
+                       "Requests refused before any work (reason=overload: the queue was full, "
+                       "answered 503 with Retry-After).", ("service", "reason"))
+
 # --- process state --------------------------------------------------------------------
 READY = _g("jaxobs_ready", "1 once every registered warmup finished.", mode="max")
 BUILD_INFO = _g("jaxobs_build_info",
