@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from realtools import REPO, running_inference_server
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
 
 sys.path.insert(0, str(REPO / "examples" / "inference_server"))
@@ -85,20 +86,20 @@ def call(url: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 def compiles(registry: CollectorRegistry) -> dict[str, float]:
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     return {v[1]: s.value() for v, s in rec.family(catalog.COMPILATIONS).items() if v[0] == "predict"}
 
 
 def requests_by(registry: CollectorRegistry, outcome: str) -> float:
-    return jaxobs.recorder_for(registry).value(catalog.REQUESTS, server.SERVICE, outcome)
+    return jaxobs.telemetry.recorder_for(registry).value(catalog.REQUESTS, server.SERVICE, outcome)
 
 
 def cold_requests(registry: CollectorRegistry) -> float:
-    return jaxobs.recorder_for(registry).value(catalog.REQUEST_DURATION, server.SERVICE, "cold")
+    return jaxobs.telemetry.recorder_for(registry).observation_count(catalog.REQUEST_DURATION, server.SERVICE, "cold")
 
 
 def steady_requests(registry: CollectorRegistry) -> float:
-    return jaxobs.recorder_for(registry).value(catalog.REQUEST_DURATION, server.SERVICE, "steady")
+    return jaxobs.telemetry.recorder_for(registry).observation_count(catalog.REQUEST_DURATION, server.SERVICE, "steady")
 
 
 # --- batching helpers -------------------------------------------------------------------
@@ -135,7 +136,7 @@ def test_not_ready_until_every_bucket_is_warm(app: server.InferenceApp, http: st
     assert call(http, "/readyz") == (200, "ready\n")
     # One compile per bucket, nothing else: the first, then a new shape per bucket.
     assert compiles(registry) == {"first": 1.0, "shape": len(DEFAULT_BUCKETS) - 1.0}
-    assert jaxobs.recorder_for(registry).value(catalog.READY) == 1.0
+    assert jaxobs.telemetry.recorder_for(registry).value(catalog.READY) == 1.0
 
 
 def test_predict_answers_with_one_probability_row_per_input_row(app: server.InferenceApp,
@@ -175,7 +176,7 @@ def test_bucketed_traffic_of_any_size_never_compiles_after_warmup(
     assert requests_by(registry, "ok") == 4 * 32
     assert compiles(registry) == before  # 128 requests of every size 1..32: zero compiles
     assert cold_requests(registry) == 0
-    assert jaxobs.recorder_for(registry).value(catalog.CALLS, "predict", "miss") == 0
+    assert jaxobs.telemetry.recorder_for(registry).value(catalog.CALLS, "predict", "miss") == 0
 
 
 def test_each_new_unbucketed_size_compiles_exactly_once_and_is_a_cold_request(
@@ -223,7 +224,7 @@ def test_injected_errors_and_slow_requests_reach_the_slis(app: server.InferenceA
     assert requests_by(registry, "error") == 1
     assert steady_requests(registry) == 0  # a fast failure is no latency sample
 
-    slow = jaxobs.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
+    slow = jaxobs.telemetry.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
     before = slow.snapshot()[1]
     assert call(http, "/predict", {"inputs": rows(1), "inject": "slow"})[0] == 200
     assert slow.snapshot()[1] - before >= 0.05
@@ -360,11 +361,12 @@ def test_requests_queued_behind_a_compiling_batch_are_cold(registry: CollectorRe
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_counts_overload(registry: CollectorRegistry) -> None:
-    app = server.InferenceApp(server.ModelConfig(hidden=next(_HIDDEN)), registry=registry, max_queue=1)
+    app = server.InferenceApp(server.ModelConfig(hidden=next(_HIDDEN)), buckets=(1,), registry=registry,
+                              max_queue=1)
     httpd, _ = server.serve(app, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{httpd.server_port}"
     try:
-        app.warm()
+        jaxobs.set_ready()
         gate = threading.Event()
         run = app.batcher._run
         app.batcher._run = lambda x: (gate.wait(30), run(x))[1]  # the batcher is stuck
@@ -381,7 +383,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_counts_overload(registry:
         gate.set()
         busy.join(30)
         queued.join(30)
-        rec = jaxobs.recorder_for(registry)
+        rec = jaxobs.telemetry.recorder_for(registry)
         assert rec.value(catalog.REQUESTS_REJECTED, server.SERVICE, "overload") == 1
         assert requests_by(registry, "error") == 0 and requests_by(registry, "ok") == 2
     finally:
@@ -395,13 +397,13 @@ def test_queue_and_batch_metrics_account_for_every_row(app: server.InferenceApp,
     app.warm()
     for n in (1, 3, 5, 32):
         app.handle({"inputs": rows(n)})
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     real = rec.value(catalog.BATCH_ROWS, server.SERVICE, "request")
     padding = rec.value(catalog.BATCH_ROWS, server.SERVICE, "padding")
     assert real == 1 + 3 + 5 + 32
     assert padding == (1 - 1) + (4 - 3) + (8 - 5) + (32 - 32)  # one request per batch here
-    assert rec.value(catalog.BATCH_FILL, server.SERVICE) == app.batcher.batches == 4
-    assert rec.value(catalog.QUEUE_WAIT, server.SERVICE) == 4
+    assert rec.observation_count(catalog.BATCH_FILL, server.SERVICE) == app.batcher.batches == 4
+    assert rec.observation_count(catalog.QUEUE_WAIT, server.SERVICE) == 4
     assert rec.value(catalog.QUEUE_DEPTH, server.SERVICE) == 0
 
 
@@ -412,7 +414,7 @@ def test_load_client_and_server_percentiles(app: server.InferenceApp, http: str,
 
     app.warm()
     stats = loadgen.run(loadgen.LoadConfig(url=http, requests=400, duration=60, concurrency=4))
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     steady = rec.histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
     q = quantiles(steady)
     assert stats.ok == 400 and q.count == 400 and cold_requests(registry) == 0

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
 from jaxobs.runtime.goodput import REASONS, GoodputTracker
 from jaxobs.runtime.step_time import AnomalyDetector, StepTimeBaseline
@@ -65,7 +66,7 @@ def test_data_and_checkpoint_inside_a_step_are_not_also_goodput(registry: Collec
     assert s.badput_seconds["data"] == pytest.approx(0.2)
     assert s.badput_seconds["checkpoint"] == pytest.approx(2.0)
     assert s.goodput_seconds + s.badput_total == pytest.approx(s.wall_seconds)
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     assert rec.value(catalog.STEP_GOODPUT, "nested") == pytest.approx(1.0)
     assert rec.value(catalog.STEP_WALL, "nested") == pytest.approx(3.2)
     assert rec.value(catalog.STEP_UNACCOUNTED, "nested") == pytest.approx(0.0)
@@ -95,7 +96,7 @@ def test_a_failed_step_is_failed_badput_and_exported(registry: CollectorRegistry
     assert (s.steps, s.failed_steps, s.examples, s.goodput_seconds) == (1, 1, 0, 0.0)
     assert s.badput_seconds["failed"] == pytest.approx(1.0)
     assert s.unaccounted_seconds == pytest.approx(0.0)
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     assert rec.value(catalog.STEP_BADPUT, "failing", "failed") == pytest.approx(1.0)
     assert rec.value(catalog.REQUESTS, "failing", "error") == 1
 
@@ -107,7 +108,7 @@ def test_wall_time_and_unaccounted_time_are_exported(registry: CollectorRegistry
     clock.advance(0.5)                # logging, evaluation: in no block
     with tracker.data():
         clock.advance(0.25)
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     assert rec.value(catalog.STEP_WALL, "gaps") == pytest.approx(1.75)
     assert rec.value(catalog.STEP_UNACCOUNTED, "gaps") == pytest.approx(0.5)
     assert tracker.summary().unaccounted_seconds == pytest.approx(0.5)
@@ -130,7 +131,7 @@ def test_startup_restore_and_custom_events_have_their_own_reasons(registry: Coll
     assert s.badput_seconds["evaluation"] == pytest.approx(1.5)
     adds_up(s, tolerance=1e-9)
     assert "evaluation" in s.format()
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     assert rec.value(catalog.STEP_BADPUT, "taxonomy", "evaluation") == pytest.approx(1.5)
 
 
@@ -202,7 +203,7 @@ def test_a_permanent_slowdown_stays_visible_as_deviation(registry: CollectorRegi
     s = tracker.summary()
     assert s.expected_step_seconds == pytest.approx(1.0)  # learned: the best sustained median
     assert s.step_time_deviation == pytest.approx(2.0)   # still 2x, 250 steps later
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     assert rec.value(catalog.STEP_EXPECTED, "slowdown") == pytest.approx(1.0)
     assert rec.value(catalog.STEP_RECENT, "slowdown") == pytest.approx(2.0)
 

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from realtools import REPO, require_tool
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
 from jaxobs.telemetry import opentelemetry as jotel
 from jaxobs.telemetry.recorder import Recorder
@@ -40,7 +41,7 @@ def test_default_collectors_export_the_same_families_as_metrics(registry: Collec
     with jaxobs.request("parity", registry=registry):
         pass
     prometheus = {fam.name for fam in registry.collect() if fam.samples}
-    producer = jotel.JaxobsMetricProducer(jaxobs.recorder_for(registry),
+    producer = jotel.JaxobsMetricProducer(jaxobs.telemetry.recorder_for(registry),
                                           collectors=jotel.default_collectors())
     otel = otel_names(producer.produce())
     assert {catalog.COLLECTOR_UP.name, catalog.LIVE_ARRAYS.name, catalog.LIVE_ARRAY_BYTES.name} <= otel

@@ -1,12 +1,12 @@
 """Dynamic batching with bucketed batch sizes: bounded compiles under any traffic.
 
-Every distinct input shape costs a JIT compile (a cold start, seed F1/F3).
+Every distinct input shape costs a JIT compile (a cold start, and a recompile when shapes keep changing).
 Concurrent requests are merged into one batch and padded up to the smallest
 of a few *bucket* sizes, so the model only ever sees ``len(buckets)`` shapes —
 all of which the server compiles during warmup, before it reports ready.
 
 The batch runs on the batcher's thread while the requests wait on theirs, so
-the batch runs inside :class:`jaxobs.runtime.sli.compile_probe`.  A compile
+the batch runs inside :class:`jaxobs.compile_probe`.  A compile
 delays every request queued behind it, not only the ones in the compiling
 batch: every request enqueued before a compiling batch *finished* is cold.
 
@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxobs import catalog
-from jaxobs.runtime.sli import compile_probe
+from jaxobs import catalog, compile_probe
 from jaxobs.telemetry import recorder_for
 
 #: Padded batch sizes the model is compiled for.

@@ -50,11 +50,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jaxobs  # noqa: E402
 from batching import DEFAULT_BUCKETS, Batcher, Overloaded  # noqa: E402
 from slis import RequestSLIs  # noqa: E402
 
-from jaxobs.runtime.sli import compile_probe  # noqa: E402
+import jaxobs  # noqa: E402
+from jaxobs import compile_probe  # noqa: E402
 
 SERVICE = "inference"
 #: Largest unpadded request (``"bucket": false``); bounds what a client can make us compile.

@@ -38,7 +38,7 @@ Mapping = Callable[[catalog.MetricSpec, tuple[str, ...]], "tuple[Stream, Attribu
 def catalog_stream(spec: catalog.MetricSpec, values: tuple[str, ...]) -> tuple[Stream, Attributes]:
     """The contract-preserving mapping: catalog name minus ``_total``, catalog labels."""
     return (Stream(spec.base_name, _UCUM.get(spec.unit, ""), spec.type, spec.help),
-            dict(zip(spec.labels, values)))
+            dict(zip(spec.labels, values, strict=False)))
 
 
 def _gpu(values: tuple[str, ...]) -> Attributes:
