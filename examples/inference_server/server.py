@@ -39,9 +39,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from time import perf_counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import jax

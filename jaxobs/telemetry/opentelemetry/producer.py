@@ -179,7 +179,7 @@ class JaxobsMetricProducer(_ProducerBase):  # type: ignore[misc,valid-type]
         if self.delta:
             previous, start = self._since(stream, attrs, (counts, total), now)
             if previous is not None:
-                counts = [c - p for c, p in zip(counts, previous[0])]
+                counts = [c - p for c, p in zip(counts, previous[0], strict=True)]
                 total -= previous[1]
         self._points(out, stream).points.append(HistogramDataPoint(
             attributes=attrs, start_time_unix_nano=start, time_unix_nano=now,
