@@ -425,3 +425,24 @@ def test_load_client_and_server_percentiles(app: server.InferenceApp, http: str,
           f"\nserver p50 {q.p50 * 1e3:.2f} ms  p95 {q.p95 * 1e3:.2f} ms  p99 {q.p99 * 1e3:.2f} ms "
           f"(bucket-interpolated)"
           f"\nbatches {app.batcher.batches}, padding {padding / (real + padding):.1%} of computed rows")
+
+
+def test_latency_is_timed_from_arrival_not_from_the_parsed_body(app: server.InferenceApp, http: str,
+                                                                registry: CollectorRegistry) -> None:
+    """A body that trickles in after the headers is part of what the client waits for."""
+    import socket
+    from urllib.parse import urlsplit
+
+    app.warm()
+    parts = urlsplit(http)
+    body = json.dumps({"inputs": rows(1)}).encode()
+    head = (f"POST /predict HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head)
+        time.sleep(0.3)  # the body arrives 0.3 s after the request line
+        sock.sendall(body)
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")
+    steady = jaxobs.telemetry.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE,
+                                                               "steady")
+    assert steady.snapshot()[1] >= 0.3
