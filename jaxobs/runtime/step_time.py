@@ -34,6 +34,8 @@ MIN_EXCESS_RATIO = 0.5
 #: fifth step also logs has two normal speeds, and the slower one is not a straggler.
 MODE_FRACTION = 0.05
 MODE_TOLERANCE = 0.2
+#: :class:`StepTimeBaseline` recomputes its window's median every this many steps.
+REFRESH = 5
 
 
 class AnomalyDetector:
@@ -78,10 +80,14 @@ class AnomalyDetector:
 
     def observe(self, seconds: float) -> float:
         """Judge one step; returns its excess over the median (0 when it is normal)."""
-        limit = self.threshold()
         excess = 0.0
-        if limit is not None and seconds > limit and not self._recurring(seconds):
-            excess = seconds - statistics.median(self._times)
+        median = self.median()
+        # Cheap pre-check first: a step within (1 + min_excess) × median is normal whatever
+        # the MAD is, so most steps cost one sort of the window.
+        if median is not None and seconds > (1 + self.min_excess) * median:
+            limit = self.threshold()
+            if limit is not None and seconds > limit and not self._recurring(seconds):
+                excess = seconds - median
         self._times.append(seconds)
         return excess
 
@@ -103,6 +109,7 @@ class StepTimeBaseline:
         self._configured = expected
         self._learned: float | None = None
         self._times: deque[float] = deque(maxlen=window)
+        self._seen = 0
         self.recent: float | None = None
 
     @property
@@ -118,7 +125,10 @@ class StepTimeBaseline:
 
     def observe(self, seconds: float) -> None:
         self._times.append(seconds)
-        if len(self._times) == self._times.maxlen:
+        self._seen += 1
+        # The median of a full window, every REFRESH steps: cheap, and a window's worth of
+        # history moves it anyway.
+        if len(self._times) == self._times.maxlen and self._seen % REFRESH == 0:
             self.recent = statistics.median(self._times)
             if self._learned is None or self.recent < self._learned:
                 self._learned = self.recent
