@@ -7,6 +7,7 @@ the wall time (within 2%), never absolute times.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -309,3 +310,18 @@ def test_reasons_are_the_documented_ones() -> None:
     assert REASONS == ("startup", "restore", "compile", "data", "checkpoint", "anomaly", "failed",
                        "disruption")
     assert "disruption" in catalog.STEP_BADPUT.help and "startup" in catalog.STEP_BADPUT.help
+
+
+def test_a_broken_step_number_or_state_file_never_breaks_the_loop(registry: CollectorRegistry,
+                                                                  tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text("{not json")
+    before = jaxobs.internal_error_counts().get("goodput_state", 0)
+    tracker, clock = tracker_with_clock(registry, "robust", state_file=state)
+    with tracker.step(number="seven"):  # type: ignore[arg-type]
+        clock.advance(1.0)
+    with tracker.step(number=1):
+        clock.advance(1.0)
+    assert jaxobs.internal_error_counts()["goodput_state"] >= before + 2  # corrupt file, bad number
+    assert tracker.summary().steps == 2
+    assert json.loads(state.read_text())["last_step"] == 1  # rewritten atomically

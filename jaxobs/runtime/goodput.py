@@ -156,7 +156,10 @@ class _Block:
                  tb: TracebackType | None) -> None:
         tracker = self._tracker
         if self.reason is None and exc is None and self.number is not None:
-            tracker._progress(self.number)  # persisting progress is part of the step
+            try:
+                tracker._progress(self.number)  # persisting progress is part of the step
+            except Exception as inner:
+                report_internal_error("goodput_state", inner)
         now = tracker._clock()
         _compile_time.seconds = self._previous
         try:
