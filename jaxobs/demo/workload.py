@@ -127,7 +127,9 @@ def run(duration: float = 15.0, port: int | None = 9464, addr: str = "127.0.0.1"
     start = time.monotonic()
     last_report = start
     n = errors = 0
-    while time.monotonic() - start < duration and not controls.stop.is_set():
+    last_scripted = max(scripted)
+    # The scripted moments always happen, however slow a loaded machine makes the requests.
+    while (time.monotonic() - start < duration or n <= last_scripted) and not controls.stop.is_set():
         action = scripted.get(n)
         if action is None and controls.burst.is_set() and rng.random() < controls.error_rate:
             action = bad_request
