@@ -190,17 +190,30 @@ class Pager:
             self._echo(self.format(item))
 
     def format(self, item: Received) -> str:
+        """A page in full (summary, runbook, labels); a ticket on one line."""
         labels = item.labels
         name = labels.get("alertname", "?")
+        if item.receiver != "page":
+            return f"  [{item.receiver}] {item.status:8} {name}: {item.annotations.get('summary', '')}"
         shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
-        head = f"[{item.receiver.upper()}] {item.status.upper():8} {name}"
-        return (f"{head}\n    summary: {item.annotations.get('summary', '')}\n"
+        return (f"[{item.receiver.upper()}] {item.status.upper():8} {name}\n    summary: {item.annotations.get('summary', '')}\n"
                 f"    runbook: {self._runbooks}/{name}.md\n    labels:  {shown}")
 
     def first(self, receiver: str, status: str, match: Callable[[dict[str, str]], bool]) -> Received | None:
         with self._lock:
             return next((r for r in self.received
                          if r.receiver == receiver and r.status == status and match(r.labels)), None)
+
+    def all_resolved(self, receiver: str, match: Callable[[dict[str, str]], bool]) -> Received | None:
+        """The last resolution, once every matching alert that fired has resolved since."""
+        with self._lock:
+            items = [r for r in self.received if r.receiver == receiver and match(r.labels)]
+        state: dict[tuple[tuple[str, str], ...], Received] = {}
+        for r in items:
+            state[tuple(sorted(r.labels.items()))] = r
+        if not state or any(r.status != "resolved" for r in state.values()):
+            return None
+        return max(state.values(), key=lambda r: r.at)
 
     def __enter__(self) -> Pager:
         self._thread.start()
