@@ -86,11 +86,11 @@ def explain(new: Signature, previous: Sequence[Signature]) -> str:
         return "static_arg"
 
     def diff(p: Signature) -> tuple[int, int, int]:
-        shapes = sum(a[0] != b[0] for a, b in zip(p.leaves, new.leaves))
-        dtypes = sum(a[1:3] != b[1:3] for a, b in zip(p.leaves, new.leaves))
+        shapes = sum(a[0] != b[0] for a, b in zip(p.leaves, new.leaves, strict=True))
+        dtypes = sum(a[1:3] != b[1:3] for a, b in zip(p.leaves, new.leaves, strict=True))
         # A ShapeDtypeStruct without sharding (warmup) matches any sharding.
         shardings = sum(a[3] != b[3] and a[3] is not None and b[3] is not None
-                        for a, b in zip(p.leaves, new.leaves))
+                        for a, b in zip(p.leaves, new.leaves, strict=True))
         return shapes, dtypes, shardings
 
     shapes, dtypes, shardings = min((diff(p) for p in same_static), key=sum)

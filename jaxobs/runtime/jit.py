@@ -20,23 +20,25 @@ records nothing and forwards: the inner call is being traced, not run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
 from jaxobs import catalog
 from jaxobs.runtime import causes, compile_events, sli
-from jaxobs.telemetry.recorder import Recorder
-from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import Recorder
 
 try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
     from jax._src import core as _core
@@ -62,14 +64,24 @@ class Settings:
     first_samples: int = 3
     #: run XLA cost/memory analysis after each compile (cold path only).
     analyze: bool = True
+    #: dtype whose peak FLOP/s is the MFU denominator (see jaxobs.runtime.efficiency)
+    peak_dtype: str = "bfloat16"
+    #: override the peak-FLOP/s table (another part, a power cap); None: use the table
+    peak_flops_per_second: float | None = None
 
 
-settings = Settings()
+_settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
-              analyze: bool | None = None) -> Settings:
-    """Change process-wide defaults for functions instrumented afterwards."""
+              analyze: bool | None = None, peak_dtype: str | None = None,
+              peak_flops_per_second: float | None = None) -> Settings:
+    """Change process-wide defaults for functions instrumented afterwards.
+
+    Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
+    no arguments reads them.
+    """
+    settings = _settings
     if sample_rate is not None:
         _check_rate(sample_rate)
         settings.sample_rate = sample_rate
@@ -77,7 +89,13 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
-    return settings
+    if peak_dtype is not None:
+        settings.peak_dtype = str(peak_dtype)
+    if peak_flops_per_second is not None:
+        if not peak_flops_per_second > 0:
+            raise ValueError(f"peak_flops_per_second must be > 0, got {peak_flops_per_second!r}")
+        settings.peak_flops_per_second = float(peak_flops_per_second)
+    return dataclasses.replace(settings)
 
 
 def _check_rate(rate: float) -> None:
@@ -107,7 +125,9 @@ _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 
 
 class InstrumentedJit:
-    """The controller behind a function returned by :func:`jit`/:func:`instrument`.
+    """The state behind a function returned by :func:`jit`/:func:`instrument`.
+
+    It owns the function's series, compile history and sampling.
 
     Users hold the function (``.call``); it carries jit's surface and a
     ``jaxobs`` attribute pointing here.
@@ -119,11 +139,11 @@ class InstrumentedJit:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
-        rate = settings.sample_rate if sample_rate is None else sample_rate
+        rate = _settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
         self._period = _period(rate)
-        self._first = settings.first_samples
-        self._analyze = settings.analyze
+        self._first = _settings.first_samples
+        self._analyze = _settings.analyze
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
@@ -157,6 +177,8 @@ class InstrumentedJit:
         return call
 
     # --- the hot path --------------------------------------------------------------
+    # Long on purpose: the two closures are the per-call code, and splitting them
+    # into helpers would add a Python frame (~50 ns) to every call.
     def _make_call(self) -> Callable[..., Any]:
         """Build the per-call closures; every name they touch is a local or closure cell.
 
@@ -167,7 +189,7 @@ class InstrumentedJit:
         shared by threads without a lock on purpose: a lost decrement only
         shifts when the next sample is taken.
         """
-        ctl = self
+        ijit = self
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
@@ -180,23 +202,23 @@ class InstrumentedJit:
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                ijit._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
             if compiling:
                 info = compiling.pop(getframe(), None)
                 if info is not None:  # cold: the sample moves on to the next call
-                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    ijit._on_cold(info, clock() - t0, args, kwargs)
                     return out
             host_time = clock() - t0
             next(hits)
             taken[0] += 1
             countdown[0] = 0 if taken[0] < first else (period - 1 if period else sys.maxsize)
-            ctl._sample(out, t0, host_time)
+            ijit._sample(out, t0, host_time)
             return out
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -206,17 +228,17 @@ class InstrumentedJit:
             if left <= 0:
                 return sampled(args, kwargs)
             countdown[0] = left - 1
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             try:
                 # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
                 out = jitted(*args, **kwargs) if kwargs else jitted(*args)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, None)
+                ijit._on_error(compiling.pop(getframe(), None), exc, None)
                 raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    ctl._on_cold(info, None, args, kwargs)
+                    ijit._on_cold(info, None, args, kwargs)
                     return out
             next(hits)
             return out
@@ -396,7 +418,7 @@ class InstrumentedJit:
         self._jitted.clear_cache()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Calling the controller is calling the instrumented function (``self.call``)."""
+        """Calling the InstrumentedJit is calling the instrumented function (``self.call``)."""
         return self.call(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -413,10 +435,10 @@ def default_name(fun: Callable[..., Any]) -> str:
     return qualname.rsplit("<locals>.", 1)[-1]
 
 
-def controller(fn: Any) -> InstrumentedJit | None:
+def instrumented_jit_of(fn: Any) -> InstrumentedJit | None:
     """The InstrumentedJit behind a function returned by :func:`jit`/:func:`instrument`."""
-    ctl = getattr(fn, "jaxobs", None)
-    return ctl if isinstance(ctl, InstrumentedJit) else None
+    ijit = getattr(fn, "jaxobs", None)
+    return ijit if isinstance(ijit, InstrumentedJit) else None
 
 
 def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
@@ -435,7 +457,7 @@ def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, re
 def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
                sample_rate: float | None = None) -> Any:
     """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
-    if controller(jitted) is not None:
+    if instrumented_jit_of(jitted) is not None:
         return jitted
     if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
         return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
@@ -457,3 +479,12 @@ def _record_build_info(rec: Recorder) -> None:
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)
     except Exception as exc:
         report_internal_error("build_info", exc)
+    try:
+        from jaxobs.runtime.efficiency import local_device_kind, peak_flops
+
+        kind = local_device_kind()
+        peak = _settings.peak_flops_per_second or peak_flops(kind, _settings.peak_dtype)
+        if peak:
+            rec.gauge(catalog.DEVICE_PEAK_FLOPS, kind, _settings.peak_dtype).set(peak)
+    except Exception as exc:
+        report_internal_error("device_peak", exc)

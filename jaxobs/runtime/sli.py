@@ -3,7 +3,7 @@
 A request (or training step) is counted with its outcome and latency; it is
 *cold* when an instrumented call inside it compiled, so the steady-state
 latency SLO can exclude cold requests and cold starts get their own SLO
-(DESIGN.md §5).  The "current request" is a ContextVar, so it follows asyncio
+(docs/architecture.md).  The "current request" is a ContextVar, so it follows asyncio
 tasks as well as threads.
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from jaxobs import catalog
-from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
