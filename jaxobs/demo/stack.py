@@ -231,9 +231,11 @@ class Stack:
     def _write_report(self, prom_url: str) -> str:
         out = Path(self.out_dir) / "report.html"
         try:
-            from jaxobs.report import from_prometheus, write_report
+            from jaxobs.generate.write import write_atomic
+            from jaxobs.report.oncall import from_prometheus_oncall
+            from jaxobs.report.page import render_oncall_html
 
-            write_report(from_prometheus(prom_url, range_seconds=300), out, "html")
+            write_atomic(out, render_oncall_html(from_prometheus_oncall(prom_url, range_seconds=300)))
         except Exception as exc:  # the report is a bonus: the loop itself already ran
             self.echo(f"(no report: {exc})")
             return ""
