@@ -39,8 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realtools import (REPO, Prometheus, free_port, http_get_json, require_module, require_tool,
-                       running_inference_server, stop, wait_until)
+from realtools import (
+    REPO,
+    Prometheus,
+    free_port,
+    http_get_json,
+    require_module,
+    require_tool,
+    running_inference_server,
+    stop,
+    wait_until,
+)
 
 from jaxobs.generate import RULES_PATH, generate_all
 from jaxobs.slo.spec import load_spec

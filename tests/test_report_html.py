@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from realtools import (REPO, Prometheus, free_port, http_get_json, require_module, require_tool, stop,
-                       wait_until)
+from realtools import REPO, Prometheus, free_port, http_get_json, require_module, require_tool, stop, wait_until
 
 from jaxobs.report.oncall import AlertSpan, Latency, Memory, OnCallData, SLOBurn
 from jaxobs.report.page import render_oncall_html

@@ -196,7 +196,8 @@ class Pager:
         if item.receiver != "page":
             return f"  [{item.receiver}] {item.status:8} {name}: {item.annotations.get('summary', '')}"
         shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
-        return (f"[{item.receiver.upper()}] {item.status.upper():8} {name}\n    summary: {item.annotations.get('summary', '')}\n"
+        return (f"[{item.receiver.upper()}] {item.status.upper():8} {name}\n"
+                f"    summary: {item.annotations.get('summary', '')}\n"
                 f"    runbook: {self._runbooks}/{name}.md\n    labels:  {shown}")
 
     def first(self, receiver: str, status: str, match: Callable[[dict[str, str]], bool]) -> Received | None:

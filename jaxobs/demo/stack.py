@@ -31,8 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from jaxobs.demo import config
-from jaxobs.demo.processes import (Child, Pager, Received, StackError, free_port, get_json,
-                                   listening_port, port_is_free, start, wait_for)
+from jaxobs.demo.processes import (
+    Child,
+    Pager,
+    Received,
+    StackError,
+    free_port,
+    get_json,
+    listening_port,
+    port_is_free,
+    start,
+    wait_for,
+)
 
 SCALE = 60  # hours become minutes, minutes seconds
 BASELINE_SECONDS = 15.0  # clean traffic before the burst, so every window has a baseline

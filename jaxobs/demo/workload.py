@@ -183,7 +183,8 @@ def summary(result: DemoResult) -> str:
             series = rec.family(catalog.COMPILE_DURATION)._series.get((fn, phase))
             total = series.snapshot()[1] if isinstance(series, HistogramSeries) else 0.0
             phases.append(_fmt_s(total))
-        causes = {v[1]: int(s.value()) for v, s in rec.family(catalog.COMPILATIONS).items() if v[0] == fn}
+        causes = {v[1]: int(rec.value(catalog.COMPILATIONS, *v)) for v, _ in rec.family(catalog.COMPILATIONS).items()
+                  if v[0] == fn}
         compiles = sum(causes.values())
         ratio = f"{hits / calls:.1%}" if calls else "n/a"
         cause_text = ", ".join(f"{k}={v}" for k, v in sorted(causes.items()))
@@ -200,7 +201,7 @@ def summary(result: DemoResult) -> str:
         lines.append(f"{service}: {int(total)} requests, errors {err / total if total else 0:.2%}, "
                      f"cold starts {cold / total if total else 0:.2%}, steady latency "
                      f"p50 {_fmt_s(q.p50)}  p95 {_fmt_s(q.p95)}  p99 {_fmt_s(q.p99)}")
-    errors = {f"{v[0]}/{v[1]}": int(s.value()) for v, s in rec.family(catalog.ERRORS).items()}
+    errors = {f"{v[0]}/{v[1]}": int(rec.value(catalog.ERRORS, *v)) for v, _ in rec.family(catalog.ERRORS).items()}
     lines.append(f"errors by function/kind: {errors or 'none'}")
     internal = internal_error_counts()
     lines.append(f"jaxobs internal errors: {internal or 'none'}")

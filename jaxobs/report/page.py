@@ -146,11 +146,13 @@ def stacked_bars(title: str, rows: dict[str, dict[str, float]], keys: Sequence[s
                              f'{rows[name].get(key, 0.0):.3g}</title></rect>')
                 xx += w
         total = sum(rows[name].values())
-        parts.append(f'<text x="{xx + 4:.1f}" y="{yy + 12}">{e(seconds_label(total) if fmt == "s" else f"{total:.3g}")}</text>')
+        shown = seconds_label(total) if fmt == "s" else f"{total:.3g}"
+        parts.append(f'<text x="{xx + 4:.1f}" y="{yy + 12}">{e(shown)}</text>')
     legend_y = height - 6
     for i, key in enumerate(keys):
-        parts.append(f'<rect x="{label_w + i * 90}" y="{legend_y - 9}" width="10" height="10" '
-                     f'fill="{colours.get(key, "#999")}"/><text x="{label_w + 14 + i * 90}" y="{legend_y}">{e(key)}</text>')
+        lx = label_w + i * 90
+        parts.append(f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" '
+                     f'fill="{colours.get(key, "#999")}"/><text x="{lx + 14}" y="{legend_y}">{e(key)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -161,11 +163,14 @@ def stacked_bars(title: str, rows: dict[str, dict[str, float]], keys: Sequence[s
 def _alerts_section(alerts: Sequence[AlertSpan]) -> str:
     if not alerts:
         return "<p class=note>No alert fired in the range.</p>"
-    rows = "".join(
-        f"<tr><td>{e(a.name)}</td><td><span class='badge {e(a.severity if a.severity in ('page', 'ticket') else 'other')}'>"
-        f"{e(a.severity or '-')}</span></td><td>{e(a.subject)}</td><td>{e(a.labels.get('window', ''))}</td>"
-        f"<td>{clock(a.first)}</td><td>{'<b class=hot>firing now</b>' if a.firing_now else 'resolved ' + clock(a.last)}</td>"
-        f"<td style='text-align:left'>{e(a.summary)}</td></tr>" for a in alerts[:40])
+    def row(a: AlertSpan) -> str:
+        badge = a.severity if a.severity in ("page", "ticket") else "other"
+        state = "<b class=hot>firing now</b>" if a.firing_now else f"resolved {clock(a.last)}"
+        return (f"<tr><td>{e(a.name)}</td><td><span class='badge {badge}'>{e(a.severity or '-')}</span></td>"
+                f"<td>{e(a.subject)}</td><td>{e(a.labels.get('window', ''))}</td><td>{clock(a.first)}</td>"
+                f"<td>{state}</td><td style='text-align:left'>{e(a.summary)}</td></tr>")
+
+    rows = "".join(row(a) for a in alerts[:40])
     return ("<table><tr><th>alert</th><th>severity</th><th>subject</th><th>window</th><th>first seen</th>"
             f"<th>state</th><th style='text-align:left'>summary</th></tr>{rows}</table>")
 
@@ -230,9 +235,11 @@ def _memory_section(memory: Sequence[Memory]) -> str:
     rows = []
     for m in memory:
         ratio = m.used / m.limit if m.limit else None
-        bar = (f"<svg width='160' height='10'><rect width='160' height='10' fill='#e6e9ee'/>"
-               f"<rect width='{160 * min(ratio, 1):.0f}' height='10' fill='{'#c0392b' if ratio > 0.8 else '#4c78a8'}'/></svg>"
-               if ratio is not None else "")
+        bar = ""
+        if ratio is not None:
+            colour = "#c0392b" if ratio > 0.8 else "#4c78a8"
+            bar = (f"<svg width='160' height='10'><rect width='160' height='10' fill='#e6e9ee'/>"
+                   f"<rect width='{160 * min(ratio, 1):.0f}' height='10' fill='{colour}'/></svg>")
         rows.append(f"<tr><td>{e(m.source)}</td><td>{e(m.device)}</td><td>{bytes_label(m.used)}</td>"
                     f"<td>{bytes_label(m.limit) if m.limit else '-'}</td>"
                     f"<td>{f'{ratio:.0%}' if ratio is not None else '-'}</td><td>{bar}</td></tr>")
