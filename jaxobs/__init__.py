@@ -25,6 +25,7 @@ __all__ = [
     "InstrumentedJit",
     "PortInUseError",
     "__version__",
+    "canary",
     "compile_probe",
     "configure",
     "deploy_window",
@@ -50,6 +51,7 @@ _HOMES: dict[str, str] = {
     "GoodputTracker": "jaxobs.runtime.goodput",
     "InstrumentedJit": "jaxobs.runtime.jit",
     "PortInUseError": "jaxobs.telemetry.prometheus",
+    "canary": "jaxobs.runtime.canary",
     "compile_probe": "jaxobs.runtime.sli",
     "configure": "jaxobs.runtime.jit",
     "deploy_window": "jaxobs.runtime.readiness",
@@ -84,6 +86,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from jaxobs.runtime.canary import canary
     from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
     from jaxobs.runtime.jit import InstrumentedJit, configure, instrument, jit
     from jaxobs.runtime.readiness import (

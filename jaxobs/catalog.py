@@ -154,6 +154,17 @@ DEVICE_PEAK_FLOPS = _g("jaxobs_device_peak_flops_per_second",
                        "Dense peak FLOP/s of this process' accelerator for the configured dtype; divide "
                        "achieved FLOP/s by it for model FLOPs utilization. Absent on CPU.",
                        ("device_kind", "dtype"))
+PROFILES = _c("jaxobs_profiles_total",
+              "On-demand profile captures, outcome=ok|busy|rejected|error.", ("outcome",))
+NONFINITE_OUTPUTS = _c("jaxobs_nonfinite_outputs_total",
+                       "Sampled calls whose floating-point outputs held a NaN or an infinity.", ("function",))
+CANARY_RUNS = _c("jaxobs_canary_runs_total",
+                 "Determinism canary runs, outcome=match|mismatch|error.", ("function", "outcome"))
+CANARY_MAX_ABS_DIFF = _g("jaxobs_canary_max_abs_diff",
+                         "Largest absolute difference between the canary's latest output and its reference.",
+                         ("function",))
+CANARY_LAST_RUN = _g("jaxobs_canary_last_run_timestamp_seconds",
+                     "Unix time of the canary's latest completed run.", ("function",))
 GPU_LABELS = ("gpu", "uuid", "model")
 GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS)
 GPU_MEMORY = _g("jaxobs_gpu_memory_bytes", "NVML memory, kind used/total (includes JAX's preallocation).",

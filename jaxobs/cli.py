@@ -24,11 +24,13 @@ def _attach() -> None:
     from jaxobs.exporter.cli import exporter_command
     from jaxobs.generate.cli import register  # generate, check, runbook
     from jaxobs.report import report_command
+    from jaxobs.runtime.profile_cli import profile_command
 
     cli.add_command(demo_command)
     cli.add_command(exporter_command)
     register(cli)
     cli.add_command(report_command)
+    cli.add_command(profile_command)
     pass
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import jax
 
 from jaxobs import catalog
-from jaxobs.runtime import causes, compile_events, sli
+from jaxobs.runtime import causes, compile_events, sli, tracing
 from jaxobs.telemetry import recorder_for
 from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry.recorder import Recorder
@@ -64,6 +64,8 @@ class Settings:
     first_samples: int = 3
     #: run XLA cost/memory analysis after each compile (cold path only).
     analyze: bool = True
+    #: sampled calls check floating-point outputs for NaN/Inf (one fused reduction)
+    check_finite: bool = True
     #: dtype whose peak FLOP/s is the MFU denominator (see jaxobs.runtime.efficiency)
     peak_dtype: str = "bfloat16"
     #: override the peak-FLOP/s table (another part, a power cap); None: use the table
@@ -74,7 +76,7 @@ _settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
-              analyze: bool | None = None, peak_dtype: str | None = None,
+              analyze: bool | None = None, check_finite: bool | None = None, peak_dtype: str | None = None,
               peak_flops_per_second: float | None = None) -> Settings:
     """Change process-wide defaults for functions instrumented afterwards.
 
@@ -89,6 +91,8 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
+    if check_finite is not None:
+        settings.check_finite = bool(check_finite)
     if peak_dtype is not None:
         settings.peak_dtype = str(peak_dtype)
     if peak_flops_per_second is not None:
@@ -111,11 +115,13 @@ def _period(rate: float) -> int:
 class CompileInProgress:
     """What the listener learned about one call's compile, until the call returns."""
 
-    __slots__ = ("backend_done", "in_progress", "started")
+    __slots__ = ("backend_done", "in_progress", "phases", "started")
 
     def __init__(self, started: float) -> None:
         self.backend_done = False
         self.in_progress = False
+        #: (phase, seconds) in the order JAX ran them, for the compile's trace span
+        self.phases: list[tuple[str, float]] = []
         #: when compiling began (end of the first phase minus its duration): the
         #: unsampled fast path takes no clock reading of its own
         self.started = started
@@ -135,7 +141,7 @@ class InstrumentedJit:
 
     def __init__(self, fun: Callable[..., Any], *, name: str | None = None,
                  registry: Any = None, sample_rate: float | None = None,
-                 jitted: Any = None, **jit_kwargs: Any) -> None:
+                 check_finite: bool | None = None, jitted: Any = None, **jit_kwargs: Any) -> None:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
@@ -144,6 +150,7 @@ class InstrumentedJit:
         self._period = _period(rate)
         self._first = _settings.first_samples
         self._analyze = _settings.analyze
+        self._check_finite = _settings.check_finite if check_finite is None else bool(check_finite)
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
@@ -153,6 +160,7 @@ class InstrumentedJit:
         self._steady = rec.histogram(catalog.CALL_DURATION, fname, "steady")
         self._cold = rec.histogram(catalog.CALL_DURATION, fname, "cold")
         self._kernel = rec.histogram(catalog.KERNEL_DURATION, fname)
+        self._nonfinite = rec.counter(catalog.NONFINITE_OUTPUTS, fname)
         self._in_progress = rec.gauge(catalog.COMPILATIONS_IN_PROGRESS, fname)
         #: frame of a running call/warmup → its compile, filled by the listener.
         self._compiling: dict[FrameType, CompileInProgress] = {}
@@ -254,6 +262,7 @@ class InstrumentedJit:
         if info is None:
             info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
         self._recorder.histogram(catalog.COMPILE_DURATION, self.name, phase).observe(duration)
+        info.phases.append((phase, duration))
         if phase == "backend":
             info.backend_done = True
             if info.in_progress:
@@ -269,13 +278,22 @@ class InstrumentedJit:
             self._in_progress.dec()
 
     def _sample(self, out: Any, t0: float, host_time: float) -> None:
-        """A sampled steady call: host time, then device time via block_until_ready."""
+        """A sampled steady call: host time, device time via block_until_ready, then finiteness."""
         try:
             self._steady.observe(host_time)
             jax.block_until_ready(out)
-            self._kernel.observe(perf_counter() - t0)
+            kernel_time = perf_counter() - t0
+            self._kernel.observe(kernel_time)
+            tracing.record_kernel_time(self.name, kernel_time)
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
+            return
+        if self._check_finite:
+            try:
+                if has_nonfinite(out):
+                    self._nonfinite.inc()
+            except Exception as exc:
+                report_internal_error("finite_check", exc)
 
     def _on_cold(self, info: CompileInProgress, dt: float | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
@@ -286,7 +304,8 @@ class InstrumentedJit:
             self._misses.inc()
             self._cold.observe(dt)
             sli.mark_cold()
-            self._record_compilation(args, kwargs)
+            cause, detail = self._record_compilation(args, kwargs)
+            tracing.record_compile(self.name, info.started, info.phases, cause, detail)
         except Exception as exc:
             report_internal_error("instrument", exc)
 
@@ -298,6 +317,7 @@ class InstrumentedJit:
             kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
+            tracing.record_error(self.name, kind, exc)
             (self._misses if compiling else self._hits).inc()
             if info is not None and dt is None:
                 dt = perf_counter() - info.started
@@ -309,16 +329,19 @@ class InstrumentedJit:
             report_internal_error("instrument", inner)
 
     def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                            compiled: Any = None) -> None:
+                            compiled: Any = None) -> tuple[str, str]:
+        """Count the compile under its bounded cause; returns (cause, a readable detail)."""
         sig = causes.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
         with self._history_lock:
             cause = causes.explain(sig, self._history)
+            detail = causes.describe(cause, sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
         compile_events.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
+        return cause, detail
 
     def _record_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any], compiled: Any) -> None:
         """FLOPs, bytes, peak memory and fusions from XLA.
@@ -442,27 +465,58 @@ def instrumented_jit_of(fn: Any) -> InstrumentedJit | None:
 
 
 def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
-        sample_rate: float | None = None, **jit_kwargs: Any) -> Any:
+        sample_rate: float | None = None, check_finite: bool | None = None, **jit_kwargs: Any) -> Any:
     """Drop-in for ``jax.jit``: ``@jaxobs.jit``, ``@jaxobs.jit(static_argnums=1)`` or ``jaxobs.jit(f)``.
 
     Extra keywords: ``name`` (the ``function`` label; default the qualified
     name), ``registry`` (a prometheus-client registry; default the global one)
-    and ``sample_rate`` (fraction of steady calls timed, on host and device).
+    ``sample_rate`` (fraction of steady calls timed, on host and device) and
+    ``check_finite`` (sampled calls count NaN/Inf outputs; default on).
     """
     if fun is None:
-        return functools.partial(jit, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs)
-    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs).call
+        return functools.partial(jit, name=name, registry=registry, sample_rate=sample_rate,
+                                 check_finite=check_finite, **jit_kwargs)
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate,
+                           check_finite=check_finite, **jit_kwargs).call
 
 
 def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
-               sample_rate: float | None = None) -> Any:
+               sample_rate: float | None = None, check_finite: bool | None = None) -> Any:
     """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
     if instrumented_jit_of(jitted) is not None:
         return jitted
     if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
-        return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
+        return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate,
+                               check_finite=check_finite).call
     fun = getattr(jitted, "__wrapped__", None) or getattr(jitted, "_fun", None) or jitted
-    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, jitted=jitted).call
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate,
+                           check_finite=check_finite, jitted=jitted).call
+
+
+@functools.lru_cache(maxsize=1)
+def _nonfinite_reduction() -> Callable[[list[Any]], Any]:
+    """One jitted, fused reduction: does any leaf hold a NaN or an infinity?"""
+    import jax.numpy as jnp
+
+    def _jaxobs_nonfinite_check(leaves: list[Any]) -> Any:  # named so test guards can skip it
+        flags = [jnp.logical_not(jnp.all(jnp.isfinite(leaf))) for leaf in leaves]
+        return jnp.any(jnp.stack(flags))
+
+    return jax.jit(_jaxobs_nonfinite_check)
+
+
+def has_nonfinite(out: Any) -> bool:
+    """Whether any floating-point leaf of ``out`` holds NaN or ±Inf (sampled calls only).
+
+    The reduction compiles once per output structure; its compile is jaxobs' own,
+    so it is kept out of the user's compile metrics.
+    """
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(out)
+              if hasattr(leaf, "dtype") and jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact)]
+    if not leaves:
+        return False
+    with compile_events.ignoring_compiles():
+        return bool(_nonfinite_reduction()(leaves))
 
 
 _build_info_done: set[int] = set()
