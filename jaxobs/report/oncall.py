@@ -83,7 +83,8 @@ class OnCallData:
     alerts: tuple[AlertSpan, ...] = ()
 
 
-def _seconds_of(window: str) -> float:
+def window_seconds(window: str) -> float:
+    """A window label in seconds (unparseable labels sort last)."""
     try:
         return float(duration.seconds(window))
     except ValueError:
@@ -104,8 +105,8 @@ def _burn(api: PrometheusAPI, start: float, end: float, step: float) -> tuple[SL
     out = []
     for key in sorted(set(now) | set(history)):
         windows = history.get(key, {})
-        shortest = min(windows, key=_seconds_of) if windows else ""
-        out.append(SLOBurn(key[0], key[1], dict(sorted(now.get(key, {}).items(), key=lambda kv: _seconds_of(kv[0]))),
+        shortest = min(windows, key=window_seconds) if windows else ""
+        out.append(SLOBurn(key[0], key[1], dict(sorted(now.get(key, {}).items(), key=lambda kv: window_seconds(kv[0]))),
                            shortest, windows.get(shortest, ()), objectives.get(key), remaining.get(key)))
     return tuple(out)
 

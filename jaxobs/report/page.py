@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from jaxobs.report.data import PHASES
-from jaxobs.report.oncall import AlertSpan, Latency, Memory, OnCallData, Points, SLOBurn
+from jaxobs.report.oncall import AlertSpan, Latency, Memory, OnCallData, Points, SLOBurn, window_seconds
 
 e = html.escape
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
@@ -179,10 +179,7 @@ def _burn_section(burn: Sequence[SLOBurn]) -> str:
     if not burn:
         return ("<p class=note>No <code>jaxobs_slo:error_budget:burn_rate</code> series: load the rules "
                 "<code>jaxobs generate</code> writes into this Prometheus.</p>")
-    windows = sorted({w for b in burn for w in b.now}, key=lambda w: (len(w), w))
-    from jaxobs.report.oncall import _seconds_of
-
-    windows = sorted(windows, key=_seconds_of)
+    windows = sorted({w for b in burn for w in b.now}, key=window_seconds)
     rows = []
     for b in burn:
         cells = "".join(
