@@ -134,3 +134,14 @@ def test_stack_interrupted_then_full_run_pages_resolves_and_leaves_nothing(tmp_p
     _check_nothing_left(output)
     print(f"\ndemo --stack: full run {time.monotonic() - started:.0f}s; "
           + next(line for line in lines if line.startswith(">>> paged")))
+
+
+def test_stack_without_prometheus_says_how_to_get_it(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "jaxobs.cli", "demo", "--stack", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, "PATH": str(tmp_path)})  # nothing on PATH
+    assert out.returncode == 1
+    assert out.stderr.startswith("Error: --stack needs prometheus and alertmanager on PATH. Fix: ")
+    assert "apt-get install prometheus prometheus-alertmanager" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing written before the check
