@@ -95,7 +95,15 @@ def test_stack_interrupted_then_full_run_pages_resolves_and_leaves_nothing(tmp_p
     require_tool("prometheus")
     require_tool("prometheus-alertmanager")
 
-    # 1. Ctrl-C once the stack is up: every part stops.
+    # 0. What a demo killed with SIGKILL leaves: its temporary directory (the children die with it).
+    import tempfile
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()  # reaped: its pid belongs to no process now
+    stale = Path(tempfile.mkdtemp(prefix="jaxobs-demo-stack-"))
+    (stale / "owner.pid").write_text(str(exited.pid))
+
+    # 1. Ctrl-C once the stack is up: every part stops (and the stale directory is swept).
     proc, lines = _start(tmp_path / "first")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not any("Prometheus alerts:" in line for line in lines):
@@ -107,6 +115,7 @@ def test_stack_interrupted_then_full_run_pages_resolves_and_leaves_nothing(tmp_p
     output = "\n".join(lines)
     assert "interrupted: stopping the stack" in output
     _check_nothing_left(output)
+    assert not stale.exists()
 
     # 2. A second run works at once, and this time runs to the end.
     started = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,28 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Linux prctl option: deliver a signal to this process when its parent dies.
-_PR_SET_PDEATHSIG = 1
 
+def _dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGTERMs it when the demo dies (Linux, util-linux's setpriv).
 
-def _death_signal() -> Callable[[], None] | None:
-    """A pre-exec hook asking the kernel to SIGTERM the child when the demo dies (Linux).
-
-    libc is looked up here, in the parent: between fork and exec the child only calls it.
+    Through an exec'd wrapper, not a pre-exec hook: a hook would make subprocess fork a
+    multithreaded process (JAX's threads are running), which is not safe.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def hook() -> None:  # pragma: no cover - runs in the child
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return hook
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
 def free_port() -> int:
@@ -96,9 +83,8 @@ class Child:
 def start(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Child:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=workdir, start_new_session=True,
-                                preexec_fn=_death_signal())
+        proc = subprocess.Popen(_dies_with_parent(argv), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=workdir, start_new_session=True)
     return Child(name, proc, log)
 
 

@@ -49,6 +49,7 @@ BASELINE_SECONDS = 15.0  # clean traffic before the burst, so every window has a
 MAX_BURST_SECONDS = 75.0
 MAX_RESOLVE_SECONDS = 120.0
 ERROR_RATE = 0.25
+WORKDIR_PREFIX = "jaxobs-demo-stack-"
 
 
 @dataclass
@@ -130,7 +131,6 @@ class Stack:
         am.url = f"http://127.0.0.1:{am_port}"
 
         multiproc = work / "multiproc"
-        multiproc.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         sidecar = self._start("sidecar", [
             sys.executable, "-m", "jaxobs.exporter", "--address", "127.0.0.1", "--port", "0",
@@ -153,7 +153,6 @@ class Stack:
         for child in self.children:
             self.echo(f"  started {child.name:<12} pid {child.pid:<7} {child.url}")
         self.echo(f"  pager        (this process) {pager.url}/page and /ticket")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)  # before the workload records
         return prom.url, am.url
 
     def _start(self, name: str, argv: list[str], work: Path, env: dict[str, str] | None = None) -> Child:
@@ -172,7 +171,9 @@ class Stack:
 
         tools = find_tools()
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix="jaxobs-demo-stack-"))
+        _sweep_stale_workdirs()
+        work = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        (work / "owner.pid").write_text(str(os.getpid()))
         self.result.workdir = str(work)
         controls = workload.Controls(error_rate=ERROR_RATE)
         runner: threading.Thread | None = None
@@ -184,20 +185,21 @@ class Stack:
         self.echo(f"starting the stack (temporary data in {work}) …")
         try:
             with _sigterm_as_interrupt(), Pager(self.echo, f"{self.out_dir}/runbooks") as pager:
+                # The workload first: its warm-up and deliberate recompiles happen before anything
+                # scrapes, so the alerts start from steady traffic (as after a real rollout).
+                (work / "multiproc").mkdir()
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "multiproc")  # before it records
+                runner = threading.Thread(target=workload.run, name="jaxobs-demo-workload", kwargs=dict(
+                    duration=self.max_seconds, port=None, echo=lambda line: self.echo(f"  workload | {line}"),
+                    controls=controls, progress_every=10.0), daemon=True)
+                runner.start()
+                wait_for(lambda: controls.settled.is_set() or not runner.is_alive(), 180,
+                         what="the workload to warm up")
+                if not controls.settled.is_set():
+                    raise StackError("the workload stopped before it warmed up (see its output above)")
                 prom_url, am_url = self._start_parts(work, pager, tools)
                 self.echo(f"\nPrometheus alerts: {prom_url}/alerts   ·   Alertmanager: {am_url}\n")
-                ready = threading.Event()
-
-                def echo_workload(line: str) -> None:
-                    if line.startswith("ready"):
-                        ready.set()
-                    self.echo(f"  workload | {line}")
-
-                runner = threading.Thread(target=workload.run, name="jaxobs-demo-workload", kwargs=dict(
-                    duration=self.max_seconds, port=None, echo=echo_workload, controls=controls,
-                    progress_every=10.0), daemon=True)
-                runner.start()
-                self._scenario(prom_url, pager, controls, ready)
+                self._scenario(prom_url, pager, controls)
                 self.result.report = self._write_report(prom_url)
         except KeyboardInterrupt:
             self.result.interrupted = True
@@ -214,8 +216,7 @@ class Stack:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def _scenario(self, prom_url: str, pager: Pager, controls: Any, ready: threading.Event) -> None:
-        wait_for(ready.is_set, 120, what="the workload to warm up")
+    def _scenario(self, prom_url: str, pager: Pager, controls: Any) -> None:
         wait_for(lambda: _query(prom_url, 'count(up{job=~"demo-.*"} == 1) == 2'), 30,
                  what="Prometheus to scrape both demo jobs")
         self.echo(f"steady traffic for {BASELINE_SECONDS:.0f}s (every SLO records its baseline) …")
@@ -266,6 +267,19 @@ class Stack:
         self.echo(f"stopped {len(self.children)} processes "
                   f"({', '.join(f'{c.name} {c.pid}' for c in self.children)}); "
                   f"removed {work}" + (f"; ports still busy: {busy}" if busy else "; ports freed"))
+
+
+def _sweep_stale_workdirs() -> None:
+    """Remove temporary directories of earlier runs whose demo was killed (SIGKILL skips cleanup;
+    their children died with them through the parent-death signal)."""
+    for path in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            owner = int((path / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # not ours to judge: unreadable, another user's, or still being created
 
 
 def _query(prom_url: str, expr: str) -> list[dict[str, Any]]:

@@ -73,6 +73,8 @@ class Controls:
 
     stop: threading.Event = field(default_factory=threading.Event)
     burst: threading.Event = field(default_factory=threading.Event)
+    #: set by the workload once it is warm and past its scripted recompiles: steady traffic
+    settled: threading.Event = field(default_factory=threading.Event)
     error_rate: float = 0.25
 
 
@@ -130,6 +132,8 @@ def run(duration: float = 15.0, port: int | None = 9464, addr: str = "127.0.0.1"
     last_scripted = max(scripted)
     # The scripted moments always happen, however slow a loaded machine makes the requests.
     while (time.monotonic() - start < duration or n <= last_scripted) and not controls.stop.is_set():
+        if n > last_scripted:
+            controls.settled.set()
         action = scripted.get(n)
         if action is None and controls.burst.is_set() and rng.random() < controls.error_rate:
             action = bad_request
