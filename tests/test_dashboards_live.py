@@ -260,6 +260,26 @@ def test_every_dashboard_panel_has_data_or_a_reason(tmp_path: Path, monkeypatch:
     assert not unexplained, f"panels without data and without a reason: {unexplained}"
     stale = sorted(set(EXPECTED_EMPTY) - empty - MAY_HAVE_DATA)
     assert not stale, f"listed as empty but have data now (drop them from EXPECTED_EMPTY): {stale}"
+    _executive_slo_panels_read_the_alerts_recording_rules(files, results)
+
+
+def _executive_slo_panels_read_the_alerts_recording_rules(files: dict[str, str],
+                                                          results: list[PanelResult]) -> None:
+    """The SLI and budget panels read the series the alerts' rules record (and those have data)."""
+    import yaml
+
+    recorded = {r["record"] for g in yaml.safe_load(files[RULES_PATH])["groups"] for r in g["rules"]
+                if "record" in r}
+    executive = json.loads(files["dashboards/jaxobs-executive.json"])
+    slo_panels = [p for p in _panels(executive["panels"])
+                  if "SLI over" in p.get("title", "") or "error budget remaining" in p.get("title", "")]
+    assert len(slo_panels) == 10, [p.get("title") for p in slo_panels]  # 5 SLOs x (SLI, budget)
+    for panel in slo_panels:
+        for target in panel["targets"]:
+            names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\{)", target["expr"]))
+            assert names and names <= recorded, (panel["title"], target["expr"])
+    with_data = {(r.dashboard, r.title) for r in results if r.series}
+    assert all(("jaxobs-executive", p["title"]) in with_data for p in slo_panels)
 
 
 def _report(results: list[PanelResult]) -> None:
