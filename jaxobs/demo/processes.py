@@ -125,6 +125,12 @@ def listening_port(child: Child) -> int | None:
 # --- the pager ---------------------------------------------------------------------------
 
 
+def receiver_kind(path: str) -> str:
+    """"page" or "ticket" from the webhook path (``/<receiver name>``, e.g. ``/jaxobs-page``)."""
+    name = path.strip("/")
+    return next((kind for kind in ("page", "ticket") if kind in name), name or "default")
+
+
 @dataclass
 class Received:
     """One alert of one notification, as the pager saw it."""
@@ -153,7 +159,7 @@ class Pager:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 try:
-                    pager._notify(self.path.strip("/") or "default", json.loads(body))
+                    pager._notify(receiver_kind(self.path), json.loads(body))
                 except (ValueError, KeyError, TypeError) as exc:
                     pager._echo(f"pager: unreadable notification ({exc})")
 

@@ -226,7 +226,7 @@ class Stack:
         self.echo(f"  SLO series recording: {int(float(recording[0]['value'][1])) if recording else 0}")
 
         self.echo(f"\n>>> injecting an error burst: {controls.error_rate:.0%} of requests fail "
-                  "(a real shape error inside the jitted model) …")
+                  "(an upstream dependency times out) …")
         controls.burst.set()
         burst_start = time.monotonic()
         page = wait_for(lambda: pager.first("page", "firing", _is_page), MAX_BURST_SECONDS,

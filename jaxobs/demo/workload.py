@@ -63,12 +63,21 @@ def _model() -> tuple[Any, Callable[..., Any], Callable[..., Any]]:
     return params, predict, train_step
 
 
+class InjectedFault(RuntimeError):
+    """A request failed by ``jaxobs demo --stack``'s error burst."""
+
+
+def _outage() -> Any:
+    raise InjectedFault("injected: the upstream feature store timed out")
+
+
 @dataclass
 class Controls:
     """How a caller steers a running workload from another thread (``jaxobs demo --stack``).
 
-    ``stop`` ends the run early; while ``burst`` is set, ``error_rate`` of the requests are
-    the injected bad request (a real shape error inside the traced function).
+    ``stop`` ends the run early; while ``burst`` is set, ``error_rate`` of the requests fail
+    the way a dependency outage fails them: before the model runs (:class:`InjectedFault`),
+    so the burst burns the availability SLO only, not the compile-related ones.
     """
 
     stop: threading.Event = field(default_factory=threading.Event)
@@ -136,7 +145,7 @@ def run(duration: float = 15.0, port: int | None = 9464, addr: str = "127.0.0.1"
             controls.settled.set()
         action = scripted.get(n)
         if action is None and controls.burst.is_set() and rng.random() < controls.error_rate:
-            action = bad_request
+            action = _outage
         try:
             with jaxobs.request("demo-inference"):
                 if action is not None:
