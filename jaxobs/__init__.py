@@ -6,6 +6,8 @@ The public API — everything else is an implementation detail::
     jaxobs.instrument(jitted_fn)      # wrap an existing jitted function
     with jaxobs.request("predict"):   # SLI events (also a decorator); jaxobs.step for training
     jaxobs.warmup(fn, *example_args)  # precompile before taking traffic
+    jaxobs.save_manifest("shapes.json")  # the shapes this process compiled, for
+    jaxobs.run_warmups(manifest="shapes.json")  # a warm restart
     jaxobs.start_http_server(9464)    # serve /metrics
 
 Names are loaded lazily (PEP 562) so that the sidecar exporter and the
@@ -23,6 +25,7 @@ __all__ = [
     "GoodputSummary",
     "GoodputTracker",
     "InstrumentedJit",
+    "MetricsServerError",
     "PortInUseError",
     "__version__",
     "canary",
@@ -38,6 +41,7 @@ __all__ = [
     "register_warmup",
     "request",
     "run_warmups",
+    "save_manifest",
     "set_deploy_in_progress",
     "set_ready",
     "start_http_server",
@@ -50,6 +54,7 @@ _HOMES: dict[str, str] = {
     "GoodputSummary": "jaxobs.runtime.goodput",
     "GoodputTracker": "jaxobs.runtime.goodput",
     "InstrumentedJit": "jaxobs.runtime.jit",
+    "MetricsServerError": "jaxobs.telemetry.prometheus",
     "PortInUseError": "jaxobs.telemetry.prometheus",
     "canary": "jaxobs.runtime.canary",
     "compile_probe": "jaxobs.runtime.sli",
@@ -64,6 +69,7 @@ _HOMES: dict[str, str] = {
     "register_warmup": "jaxobs.runtime.readiness",
     "request": "jaxobs.runtime.sli",
     "run_warmups": "jaxobs.runtime.readiness",
+    "save_manifest": "jaxobs.runtime.manifest",
     "set_deploy_in_progress": "jaxobs.runtime.readiness",
     "set_ready": "jaxobs.runtime.readiness",
     "start_http_server": "jaxobs.telemetry.prometheus",
@@ -89,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jaxobs.runtime.canary import canary
     from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
     from jaxobs.runtime.jit import InstrumentedJit, configure, instrument, jit
+    from jaxobs.runtime.manifest import save_manifest
     from jaxobs.runtime.readiness import (
         deploy_window,
         is_ready,
@@ -100,4 +107,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from jaxobs.runtime.sli import compile_probe, mark_cold, request, step
     from jaxobs.telemetry.internal_errors import internal_error_counts
-    from jaxobs.telemetry.prometheus import PortInUseError, flush_multiprocess, start_http_server
+    from jaxobs.telemetry.prometheus import (
+        MetricsServerError,
+        PortInUseError,
+        flush_multiprocess,
+        start_http_server,
+    )

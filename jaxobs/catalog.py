@@ -138,6 +138,10 @@ INTERNAL_ERRORS = _c("jaxobs_internal_errors_total",
                      "Failures inside jaxobs, counted and never raised to the user.", ("component",))
 DEPLOY_IN_PROGRESS = _g("jaxobs_deploy_in_progress",
                         "1 while a deploy window is open (compile alerts are inhibited).", mode="max")
+MANIFEST_SIGNATURES = _c("jaxobs_manifest_signatures_total",
+                         "Warm-start manifest signatures at start-up, by outcome (warmed; stale: no "
+                         "longer applies, skipped; unmatched: no function of that name).",
+                         ("function", "outcome"))
 
 # --- collectors (device and host) -----------------------------------------------------
 DEVICE_MEMORY = _g("jaxobs_device_memory_bytes",
@@ -207,6 +211,15 @@ COLLECTOR_UP = _g("jaxobs_collector_up", "1 when a collector/device answered thi
 EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
                                "Time each exporter source (collector or app metrics) took this scrape.",
                                ("collector",))
+EXPORTER_AUTH_FAILURES = _c("jaxobs_exporter_auth_failures_total",
+                            "Requests to /metrics refused for missing or wrong basic-auth credentials.")
+EXPORTER_SKIPPED_FILES = _g("jaxobs_exporter_skipped_files",
+                            "App multiprocess files skipped this scrape (their series are missing), by "
+                            "reason: empty, corrupt, not_regular, changing, unreadable.", ("reason",))
+APP_WRITERS_DISABLED = _g("jaxobs_exporter_app_writers_disabled",
+                          "App processes that stopped writing multiprocess files, by reason (no_space, "
+                          "unwritable, missing, error); their metrics are missing from this endpoint.",
+                          ("reason",))
 
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",

@@ -402,3 +402,46 @@ def test_custom_thresholds_selectors_and_escaping_get_working_tests(tmp_path) ->
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "raw" not in files["alerts/tests/svc.a.slo.test.yaml"].split("tests:")[1]
+
+
+def test_output_conventions_come_from_the_spec() -> None:
+    """Severity names, runbook and dashboard links and the PrometheusRule labels."""
+    spec = parse_spec(ONE_TIER.replace("services:", """\
+runbook_base_url: https://runbooks.example/jaxobs/
+alerting:
+  severity_labels: critical-warning
+outputs:
+  grafana_url: https://grafana.example
+  prometheus_rule_labels: {release: kube-prometheus-stack}
+services:"""), "conv.yaml")
+    files = generate_all(spec, "conv.yaml")
+    alerts = [r for r in _rules(files) if "alert" in r]
+    assert {r["labels"]["severity"] for r in alerts} == {"critical", "warning"}
+    for rule in alerts:
+        notes = rule["annotations"]
+        assert notes["runbook_url"] == f"https://runbooks.example/jaxobs/{rule['alert']}.md"
+        assert notes["dashboard_url"].startswith("https://grafana.example/d/")
+        assert notes["dashboard_url"].endswith("?var-service={{ $labels.service }}")
+    metadata = yaml.safe_load(files["alerts/prometheusrule.yaml"])["metadata"]
+    assert metadata["labels"] == {"release": "kube-prometheus-stack"}
+    route = yaml.safe_load(files["alerts/alertmanager-route.yml"])["route"]
+    assert [r["matchers"] for r in route["routes"][1:]] == [['severity="critical"'],
+                                                            ['severity="warning"']]
+
+
+def test_record_only_and_disabled_slos() -> None:
+    spec = parse_spec(ONE_TIER + """\
+      - name: quiet
+        objective: 99
+        record_only: true
+        sli: {availability: {}}
+      - name: retired
+        objective: 99
+        enabled: false
+        sli: {availability: {}}
+""", "flags.yaml")
+    text = generate_all(spec, "flags.yaml")["alerts/jaxobs.rules.yaml"]
+    assert "slo: quiet" in text and "retired" not in text
+    alerts = [r for r in yaml.safe_load(text)["groups"][2]["rules"] if "alert" in r]
+    assert alerts and all(r["labels"]["slo"] == "availability" for r in alerts
+                          if r["alert"] == rules.SLO_BURN)

@@ -15,7 +15,7 @@ import yaml
 
 from jaxobs.slo import duration
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
 class SpecError(ValueError):
@@ -107,7 +107,7 @@ def string(ctx: Context, value: Any, path: str, pattern: re.Pattern[str] | None 
             fix: str = "") -> str:
     if not isinstance(value, str) or not value.strip():
         ctx.fail(path, f"expected a non-empty string, got {kind_of(value)}", fix or "quote the value")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         ctx.fail(path, f"{value!r} is not allowed here", fix)
     return value
 

@@ -66,6 +66,7 @@ from jaxobs.slo.fields import mapping as _mapping
 from jaxobs.slo.fields import nonempty_list as _list
 from jaxobs.slo.fields import number as _number
 from jaxobs.slo.fields import string as _string
+from jaxobs.slo.load import read_spec_text, safe_compose_load
 from jaxobs.slo.model import (
     SEVERITY_LABELS,
     SLO,
@@ -93,8 +94,8 @@ RESERVED_LABELS: frozenset[str] = frozenset(
 GROUP_RESERVED: frozenset[str] = frozenset(
     {"alertname", "severity", "service", "slo", "sli", "window", "category", "le"})
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _URL = re.compile(r"^https?://\S+$")
 
 
@@ -102,7 +103,7 @@ def load_spec(path: str | Path) -> Spec:
     """Read, parse and validate the spec at ``path``."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_spec_text(path)
     except FileNotFoundError:
         raise SpecError(source, "(file)", "no such file",
                         "check the path, or start from examples/slo.yaml") from None
@@ -115,8 +116,7 @@ def load_spec(path: str | Path) -> Spec:
 def parse_spec(text: str, source: str = "<memory>") -> Spec:
     """Validate YAML ``text`` (``source`` names it in messages) into a :class:`Spec`."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = safe_compose_load(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -192,7 +192,7 @@ def _service(ctx: _Context, raw: Any, path: str, defaults: _Defaults) -> Service
     body = _mapping(ctx, raw, path, ("name", "labels", "selector", "group_by", "slos"),
                     required=("name",))
     name = _string(ctx, body["name"], f"{path}.name", _SERVICE_NAME,
-                   "use the `service` label of jaxobs.request(...): letters, digits, '_', '.', '-'")
+                   "use the `service` label of jaxobs.request(...): letters, digits, '_', '.', '-' (at most 63)")
     group_by = (_label_names(ctx, body["group_by"], f"{path}.group_by", GROUP_RESERVED)
                 if "group_by" in body else defaults.group_by)
     slos_raw = body.get("slos") or []
@@ -215,7 +215,7 @@ def _slo(ctx: _Context, raw: Any, path: str, defaults: _Defaults,
                                      "sli", "alerting", "group_by", "enabled", "record_only"),
                     required=("name", "objective", "sli"))
     name = _string(ctx, body["name"], f"{path}.name", _NAME,
-                   "use lower-case letters, digits, '_' and '-', e.g. 'availability'")
+                   "use lower-case letters, digits, '_' and '-' (at most 63), e.g. 'availability'")
     objective = _number(ctx, body["objective"], f"{path}.objective", 0, 100,
                         "write the target as a percentage strictly between 0 and 100, e.g. 99.9",
                         high_open=True)
