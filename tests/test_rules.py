@@ -19,6 +19,7 @@ from realtools import require_tool
 
 from jaxobs import catalog
 from jaxobs.generate import generate_all, promql, promtests, rules
+from jaxobs.generate.names import CANARY_MISMATCH, GPU_THROTTLED, NONFINITE_OUTPUTS
 from jaxobs.generate.sli import sli_rates
 from jaxobs.slo.model import BurnRateTier, default_tiers
 from jaxobs.slo.spec import load_spec, parse_spec
@@ -139,7 +140,7 @@ def test_integral_thresholds_match_both_bucket_spellings() -> None:
 
 def test_every_alert_is_named_labelled_and_annotated(spec, files) -> None:
     alerts = [r for r in _rules(files) if "alert" in r]
-    assert len(alerts) == len(rules.all_alerts(spec)) == 63
+    assert len(alerts) == len(rules.all_alerts(spec)) == 69
     for rule in alerts:
         name = rule["alert"]
         assert name.startswith("Jaxobs"), name
@@ -157,9 +158,19 @@ def test_resource_alerts_cover_the_design(spec) -> None:
     required = {rules.DEVICE_MEMORY_HIGH, rules.CACHE_HIT_LOW, rules.COLD_START_HIGH,
                 rules.RECOMPILATION_STORM, rules.OOM_ERRORS, rules.COLLECTOR_DOWN,
                 rules.TARGET_DOWN, rules.GPU_XID, rules.BUILD_MISMATCH,
-                rules.CONCURRENT_COMPILATION, rules.DEPLOY_IN_PROGRESS, rules.DEPLOY_STUCK}
+                rules.CONCURRENT_COMPILATION, rules.DEPLOY_IN_PROGRESS, rules.DEPLOY_STUCK,
+                NONFINITE_OUTPUTS, CANARY_MISMATCH, GPU_THROTTLED}
     for service in spec.services:
         assert {a.name for a in rules.resource_alerts(service, spec.resources)} == required
+
+
+def test_health_alerts_can_be_turned_off_in_the_spec(spec) -> None:
+    import dataclasses
+
+    off = dataclasses.replace(spec.resources, nonfinite_outputs=False, canary_mismatch=False,
+                              gpu_throttled=False)
+    names = {a.name for a in rules.resource_alerts(spec.services[0], off)}
+    assert not names & {NONFINITE_OUTPUTS, CANARY_MISMATCH, GPU_THROTTLED}
 
 
 def test_slo_alerts_are_multiwindow_per_tier(spec) -> None:
@@ -250,7 +261,7 @@ def test_promtool_checks_the_rules(tree) -> None:
     proc = subprocess.run([promtool, "check", "rules", str(tree / "alerts/jaxobs.rules.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 133 rules found" in proc.stdout
+    assert "SUCCESS: 139 rules found" in proc.stdout
 
 
 def test_promtool_checks_the_prometheus_rule_groups(tree, tmp_path) -> None:
