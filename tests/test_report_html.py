@@ -150,8 +150,9 @@ def test_report_page_from_live_prometheus_renders_in_chromium(tmp_path: Path) ->
     # self-contained: nothing is fetched (the SVG namespace is an identifier, not a request)
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     for text in ("demo-inference/availability", "demo-inference", "steady", "cold", "predict",
-                 "train_step", "NVML", "TPU runtime", "JaxobsErrorBudgetBurn"):
+                 "train_step", "NVML", "TPU runtime"):
         assert text in page, text
+    assert re.search(r"<tr><td>Jaxobs\w+</td><td><span class='badge (page|ticket|other)'>", page)  # an alert row
 
     dom = chromium(out, tmp_path / "profile", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
