@@ -231,7 +231,7 @@ class MultiprocessFlusher:
             if version == entry[2] or not series.touched():
                 continue
             if isinstance(series, CounterSeries):
-                self._value(spec, spec.base_name + "_total", labelnames, values).set(version)
+                self._value(spec, spec.base_name + "_total", labelnames, values).set(series.value())
             elif isinstance(series, GaugeSeries):
                 value = self._value(spec, spec.name, labelnames, values)
                 if spec.multiprocess_mode in ("mostrecent", "livemostrecent"):

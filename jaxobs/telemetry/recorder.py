@@ -51,12 +51,13 @@ class _Series:
 
 
 class CounterSeries(_Series):
-    __slots__ = ("_ticks", "_retired")
+    __slots__ = ("_ticks", "_retired", "_version")
 
     def __init__(self) -> None:
         super().__init__()
         self._ticks: list[itertools.count[int]] = []
         self._retired = 0.0
+        self._version = 0  # bumped by inc(); tickers are read directly (see version())
 
     def inc(self, amount: float = 1.0) -> None:
         try:
@@ -64,6 +65,7 @@ class CounterSeries(_Series):
         except AttributeError:
             cell = self.cell()
         cell[0] += amount
+        self._version += 1
 
     def ticker(self) -> itertools.count[int]:
         """An ``itertools.count`` that adds one per ``next()``.
@@ -93,9 +95,12 @@ class CounterSeries(_Series):
         """Observed at least once (a series is exposed from its first observation on)."""
         return bool(self._cells) or self.value() != 0
 
-    def version(self) -> float:
-        """Changes whenever the value does (a counter only goes up): the flusher's diff key."""
-        return self.value()
+    def version(self) -> tuple[int, float, int]:
+        """Changes whenever the value does: the flusher's diff key.  Cheaper than
+        :meth:`value` (no lock, no pass over the cells); a lost ``+= 1`` under a race
+        still changes it."""
+        ticks = self._ticks
+        return self._version, self._retired, sum(_count_of(t) for t in ticks) if ticks else 0
 
 
 def _count_of(tick: itertools.count[int]) -> int:
@@ -105,14 +110,16 @@ def _count_of(tick: itertools.count[int]) -> int:
 class GaugeSeries(_Series):
     """A gauge: ``set`` for sampled values, ``inc``/``dec`` (per-thread) for levels."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "_version")
 
     def __init__(self) -> None:
         super().__init__()
         self._value: float | None = None  # None until the first set(): not exposed yet
+        self._version = 0
 
     def set(self, value: float) -> None:
         self._value = float(value)  # a single reference store: atomic under the GIL
+        self._version += 1
 
     def inc(self, amount: float = 1.0) -> None:
         try:
@@ -120,6 +127,7 @@ class GaugeSeries(_Series):
         except AttributeError:
             cell = self.cell()
         cell[0] += amount
+        self._version += 1
 
     def dec(self, amount: float = 1.0) -> None:
         self.inc(-amount)
@@ -130,8 +138,8 @@ class GaugeSeries(_Series):
     def touched(self) -> bool:
         return self._value is not None or bool(self._cells)
 
-    def version(self) -> float:
-        return self.value()
+    def version(self) -> int:
+        return self._version
 
 
 class HistogramSeries(_Series):
@@ -163,8 +171,8 @@ class HistogramSeries(_Series):
     def touched(self) -> bool:
         return bool(self._cells)
 
-    def version(self) -> float:
-        return float(self._version)
+    def version(self) -> int:
+        return self._version
 
     def snapshot(self) -> tuple[list[float], float]:
         """(non-cumulative bucket counts incl. +Inf, sum)."""
