@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jaxobs import catalog
 from jaxobs.exporter.collectors.host import pids_from_multiproc_dir_names
+from jaxobs.exporter.compaction import Compactor, compact_exited
 
 #: What the proxy asks the app for: the classic text format, which the parser reads.
 PROXY_ACCEPT = "text/plain; version=0.0.4"
@@ -115,11 +116,14 @@ class MultiprocessSource:
         # cannot see the app: pid checks would call a healthy app dead.
         self.check_pids = os.getpid() != 1 if check_pids is None else check_pids
         self._reader = CachedMultiprocessReader()
+        self._compactor = Compactor(self.path)  # liveness by lock only: never archive a live writer
 
     def collect(self) -> list[Metric]:
         if not os.path.isdir(self.path):
             raise FileNotFoundError(f"multiprocess directory {self.path} does not exist")
-        return self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
+        with self._compactor.lock:  # archive exited writers, then read: never both at once
+            compact_exited(self._compactor)
+            return self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
 
     def readiness(self) -> Readiness:
         pattern = os.path.join(self.path, f"gauge_{catalog.READY.multiprocess_mode}_*.db")

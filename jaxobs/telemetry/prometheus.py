@@ -260,8 +260,21 @@ def attach(recorder: Recorder, registry: CollectorRegistry) -> None:
     registry.register(JaxobsCollector(recorder))
     registry.register(memory)
     if os.environ.get(MULTIPROC_ENV) and registry is REGISTRY and id(recorder) not in _flushers:
+        _hold_liveness_lock(os.environ[MULTIPROC_ENV])
         interval = float(os.environ.get("JAXOBS_FLUSH_INTERVAL", "1.0"))
         _flushers[id(recorder)] = MultiprocessFlusher(recorder, interval, (memory,)).start()
+
+
+def _hold_liveness_lock(directory: str) -> None:
+    """Tell the sidecar this process is alive for as long as it runs (before any file is
+    written), so it archives our files only after we exit."""
+    from jaxobs.telemetry import liveness
+
+    try:
+        if not liveness.hold(directory):
+            report_internal_error("liveness", TimeoutError(f"could not lock {directory}"))
+    except OSError as exc:
+        report_internal_error("liveness", exc)
 
 
 def flush_multiprocess() -> None:
