@@ -30,9 +30,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from jaxobs import catalog
-
 import psutil
+
+from jaxobs import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))

@@ -34,7 +34,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from overhead import time_calls  # the same timing loop as the jit benchmark
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -44,6 +43,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from overhead import time_calls  # the same timing loop as the jit benchmark
 from prometheus_client import CollectorRegistry, generate_latest
 
 import jaxobs
@@ -154,7 +154,7 @@ def main() -> None:
     naive_provider.shutdown()
 
     med = {name: statistics.median(t) * 1e6 for name, t in times.items()}
-    print(f"jax {jax.__version__} on {jax.default_backend()}, sample_rate={jaxobs.settings.sample_rate}, "
+    print(f"jax {jax.__version__} on {jax.default_backend()}, sample_rate={jaxobs.configure().sample_rate}, "
           f"{args.rounds} rounds x {args.calls} calls, scrape/export every {args.interval} s")
     print(f"{'variant':<11} {'µs/call':>8} {'vs raw':>8} {'vs prometheus':>14}")
     for name in variants:

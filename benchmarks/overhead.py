@@ -74,7 +74,7 @@ def main() -> None:
         ("tiny", tiny, jnp.ones((8,), jnp.float32), args.calls),
         ("about_1ms", about_1ms, jnp.ones((256, 256), jnp.float32) * 0.01, max(20, args.calls // 50)),
     ]
-    print(f"jax {jax.__version__} on {jax.default_backend()}, sample_rate={jaxobs.settings.sample_rate}")
+    print(f"jax {jax.__version__} on {jax.default_backend()}, sample_rate={jaxobs.configure().sample_rate}")
     print(f"{'kernel':<10} {'raw µs/call':>12} {'jaxobs µs/call':>15} {'ratio':>7}  "
           f"{'bare Python wrapper ratio':>26}")
     for name, kernel, x, calls in cases:

@@ -9,7 +9,7 @@ The public API — everything else is an implementation detail::
     jaxobs.start_http_server(9464)    # serve /metrics
 
 Names are loaded lazily (PEP 562) so that the sidecar exporter and the
-generators, which live in this package, never import jax (DESIGN.md §3).
+generators, which live in this package, never import jax (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,37 +17,63 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one source: pyproject.toml reads it from here
 
-_EXPORTS: dict[str, str] = {
-    "InstrumentedJit": "jaxobs.runtime.jit",
-    "Settings": "jaxobs.runtime.jit",
-    "configure": "jaxobs.runtime.jit",
-    "instrument": "jaxobs.runtime.jit",
-    "jit": "jaxobs.runtime.jit",
-    "settings": "jaxobs.runtime.jit",
+__all__ = [
+    "GoodputSummary",
+    "GoodputTracker",
+    "InstrumentedJit",
+    "PortInUseError",
+    "__version__",
+    "canary",
+    "compile_probe",
+    "configure",
+    "deploy_window",
+    "flush_multiprocess",
+    "instrument",
+    "internal_error_counts",
+    "is_ready",
+    "jit",
+    "mark_cold",
+    "register_warmup",
+    "request",
+    "run_warmups",
+    "set_deploy_in_progress",
+    "set_ready",
+    "start_http_server",
+    "step",
+    "warmup",
+]
+
+#: where each lazily loaded public name lives
+_HOMES: dict[str, str] = {
+    "GoodputSummary": "jaxobs.runtime.goodput",
     "GoodputTracker": "jaxobs.runtime.goodput",
-    "deploy_window": "jaxobs.runtime.readiness",
-    "is_ready": "jaxobs.runtime.readiness",
-    "set_deploy_in_progress": "jaxobs.runtime.readiness",
-    "register_warmup": "jaxobs.runtime.readiness",
-    "run_warmups": "jaxobs.runtime.readiness",
-    "set_ready": "jaxobs.runtime.readiness",
-    "warmup": "jaxobs.runtime.readiness",
-    "request": "jaxobs.runtime.sli",
-    "step": "jaxobs.runtime.sli",
-    "internal_error_counts": "jaxobs.telemetry.internal_errors",
-    "recorder_for": "jaxobs.telemetry",
+    "InstrumentedJit": "jaxobs.runtime.jit",
     "PortInUseError": "jaxobs.telemetry.prometheus",
+    "canary": "jaxobs.runtime.canary",
+    "compile_probe": "jaxobs.runtime.sli",
+    "configure": "jaxobs.runtime.jit",
+    "deploy_window": "jaxobs.runtime.readiness",
     "flush_multiprocess": "jaxobs.telemetry.prometheus",
+    "instrument": "jaxobs.runtime.jit",
+    "internal_error_counts": "jaxobs.telemetry.internal_errors",
+    "is_ready": "jaxobs.runtime.readiness",
+    "jit": "jaxobs.runtime.jit",
+    "mark_cold": "jaxobs.runtime.sli",
+    "register_warmup": "jaxobs.runtime.readiness",
+    "request": "jaxobs.runtime.sli",
+    "run_warmups": "jaxobs.runtime.readiness",
+    "set_deploy_in_progress": "jaxobs.runtime.readiness",
+    "set_ready": "jaxobs.runtime.readiness",
     "start_http_server": "jaxobs.telemetry.prometheus",
+    "step": "jaxobs.runtime.sli",
+    "warmup": "jaxobs.runtime.readiness",
 }
-
-__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'jaxobs' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -56,15 +82,22 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return list(__all__)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxobs.runtime.goodput import GoodputTracker
-    from jaxobs.runtime.jit import InstrumentedJit, Settings, configure, instrument, jit, settings
-    from jaxobs.runtime.readiness import (deploy_window, is_ready, register_warmup, run_warmups,
-                                  set_deploy_in_progress, set_ready, warmup)
-    from jaxobs.runtime.sli import request, step
+    from jaxobs.runtime.canary import canary
+    from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
+    from jaxobs.runtime.jit import InstrumentedJit, configure, instrument, jit
+    from jaxobs.runtime.readiness import (
+        deploy_window,
+        is_ready,
+        register_warmup,
+        run_warmups,
+        set_deploy_in_progress,
+        set_ready,
+        warmup,
+    )
+    from jaxobs.runtime.sli import compile_probe, mark_cold, request, step
     from jaxobs.telemetry.internal_errors import internal_error_counts
-    from jaxobs.telemetry import recorder_for
     from jaxobs.telemetry.prometheus import PortInUseError, flush_multiprocess, start_http_server

@@ -1,7 +1,7 @@
 """The metric catalog: the one place that spells a jaxobs metric name.
 
 Dashboards, alert rules, runbooks, backends and users' own queries all rely on
-these names (DESIGN.md §4), so everything else refers to the constants below
+these names (docs/architecture.md), so everything else refers to the constants below
 instead of string literals.  Names follow Prometheus conventions: base units,
 ``_total`` for counters, ``_ratio`` in 0..1, bounded label sets.
 """
@@ -88,7 +88,6 @@ class MetricSpec:
     layout: str | None = None
     layout_by: tuple[tuple[str, str, str], ...] = ()
     multiprocess_mode: str = "mostrecent"
-    source: str = "instrumentation"  # instrumentation | collector | exporter
 
     @property
     def buckets(self) -> tuple[float, ...] | None:
@@ -110,13 +109,12 @@ class MetricSpec:
         return ""
 
 
-def _c(name: str, help: str, labels: tuple[str, ...] = (), source: str = "instrumentation") -> MetricSpec:
-    return MetricSpec(name, "counter", help, labels, source=source)
+def _c(name: str, help: str, labels: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, "counter", help, labels)
 
 
-def _g(name: str, help: str, labels: tuple[str, ...] = (), mode: str = "mostrecent",
-       source: str = "instrumentation") -> MetricSpec:
-    return MetricSpec(name, "gauge", help, labels, multiprocess_mode=mode, source=source)
+def _g(name: str, help: str, labels: tuple[str, ...] = (), mode: str = "mostrecent") -> MetricSpec:
+    return MetricSpec(name, "gauge", help, labels, multiprocess_mode=mode)
 
 
 def _h(name: str, help: str, labels: tuple[str, ...], layout: str,
@@ -133,7 +131,7 @@ def buckets_for(spec: MetricSpec, label_values: tuple[str, ...]) -> tuple[float,
     return _layouts[spec.layout]
 
 
-# --- instrumented calls (M1, M2, M6, M7, M8) -------------------------------------------
+# --- instrumented calls -------------------------------------------
 CALLS = _c("jaxobs_calls_total",
            "Calls of instrumented functions; cache=miss means the call compiled (a cold start).",
            ("function", "cache"))
@@ -191,7 +189,7 @@ REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
 # --- process state --------------------------------------------------------------------
 READY = _g("jaxobs_ready", "1 once every registered warmup finished.", mode="max")
 BUILD_INFO = _g("jaxobs_build_info",
-                "Always 1; labels carry versions to spot driver/runtime mismatches (F7).",
+                "Always 1; labels carry versions to spot driver/runtime mismatches.",
                 ("jax", "jaxlib", "backend", "driver", "cuda", "jaxobs"), mode="max")
 INTERNAL_ERRORS = _c("jaxobs_internal_errors_total",
                      "Failures inside jaxobs, counted and never raised to the user.", ("component",))
@@ -201,44 +199,71 @@ DEPLOY_IN_PROGRESS = _g("jaxobs_deploy_in_progress",
 # --- collectors (device and host) -----------------------------------------------------
 DEVICE_MEMORY = _g("jaxobs_device_memory_bytes",
                    "JAX allocator memory_stats() per device, kind in_use/peak/limit/reserved.",
-                   ("device", "platform", "kind"), source="collector")
+                   ("device", "platform", "kind"))
 DEVICE_MEMORY_UTILIZATION = _g("jaxobs_device_memory_utilization_ratio",
                                "Device memory in use divided by the allocator limit.",
-                               ("device", "platform"), source="collector")
-LIVE_ARRAYS = _g("jaxobs_live_arrays", "Live jax.Array objects per device (leak signal, F5).",
-                 ("device",), source="collector")
+                               ("device", "platform"))
+LIVE_ARRAYS = _g("jaxobs_live_arrays", "Live jax.Array objects per device (a steadily rising count is a leak).",
+                 ("device",))
 LIVE_ARRAY_BYTES = _g("jaxobs_live_array_bytes", "Bytes held by live jax.Array objects per device.",
-                      ("device",), source="collector")
+                      ("device",))
+DEVICE_PEAK_FLOPS = _g("jaxobs_device_peak_flops_per_second",
+                       "Dense peak FLOP/s of this process' accelerator for the configured dtype; divide "
+                       "achieved FLOP/s by it for model FLOPs utilization. Absent on CPU.",
+                       ("device_kind", "dtype"))
+PROFILES = _c("jaxobs_profiles_total",
+              "On-demand profile captures, outcome=ok|busy|rejected|error.", ("outcome",))
+NONFINITE_OUTPUTS = _c("jaxobs_nonfinite_outputs_total",
+                       "Sampled calls whose floating-point outputs held a NaN or an infinity.", ("function",))
+CANARY_RUNS = _c("jaxobs_canary_runs_total",
+                 "Determinism canary runs, outcome=match|mismatch|error.", ("function", "outcome"))
+CANARY_MAX_ABS_DIFF = _g("jaxobs_canary_max_abs_diff",
+                         "Largest absolute difference between the canary's latest output and its reference.",
+                         ("function",))
+CANARY_LAST_RUN = _g("jaxobs_canary_last_run_timestamp_seconds",
+                     "Unix time of the canary's latest completed run.", ("function",))
 GPU_LABELS = ("gpu", "uuid", "model")
-GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS,
-                     source="collector")
+GPU_UTILIZATION = _g("jaxobs_gpu_utilization_ratio", "NVML GPU utilization (0-1).", GPU_LABELS)
 GPU_MEMORY = _g("jaxobs_gpu_memory_bytes", "NVML memory, kind used/total (includes JAX's preallocation).",
-                GPU_LABELS + ("kind",), source="collector")
-GPU_POWER = _g("jaxobs_gpu_power_watts", "NVML power draw.", GPU_LABELS, source="collector")
-GPU_TEMPERATURE = _g("jaxobs_gpu_temperature_celsius", "NVML GPU temperature.", GPU_LABELS,
-                     source="collector")
+                GPU_LABELS + ("kind",))
+GPU_POWER = _g("jaxobs_gpu_power_watts", "NVML power draw.", GPU_LABELS)
+GPU_TEMPERATURE = _g("jaxobs_gpu_temperature_celsius", "NVML GPU temperature.", GPU_LABELS)
 GPU_XID_ERRORS = _c("jaxobs_gpu_xid_errors_total", "XID errors reported by NVML's event API.",
-                    GPU_LABELS + ("xid",), source="collector")
+                    GPU_LABELS + ("xid",))
 GPU_ECC_ERRORS = _c("jaxobs_gpu_ecc_errors_total", "Uncorrected/corrected ECC errors (volatile).",
-                    GPU_LABELS + ("type",), source="collector")
+                    GPU_LABELS + ("type",))
+GPU_THROTTLED = _g("jaxobs_gpu_clocks_throttled",
+                   "1 while NVML reports this reason for holding clocks below their maximum "
+                   "(power_cap, thermal, sync_boost, ...), else 0.", GPU_LABELS + ("reason",))
+GPU_CLOCK = _g("jaxobs_gpu_clock_hertz", "Current clock speed, clock=sm|memory.", GPU_LABELS + ("clock",))
+GPU_CLOCK_MAX = _g("jaxobs_gpu_clock_max_hertz", "Maximum clock speed, clock=sm|memory.", GPU_LABELS + ("clock",))
+GPU_MEMORY_BANDWIDTH = _g("jaxobs_gpu_memory_bandwidth_utilization_ratio",
+                          "Fraction of the last sample period in which device memory was read or written (0-1).",
+                          GPU_LABELS)
+GPU_PCIE_THROUGHPUT = _g("jaxobs_gpu_pcie_bytes_per_second", "PCIe throughput, direction=tx|rx.",
+                         GPU_LABELS + ("direction",))
+GPU_ENERGY = _c("jaxobs_gpu_energy_joules_total", "Energy used since the driver loaded.", GPU_LABELS)
+GPU_PROCESS_MEMORY = _g("jaxobs_gpu_process_memory_bytes",
+                        "Device memory used per process of this workload; pid=\"others\" sums every other "
+                        "process on the GPU (a shared or time-sliced GPU).", GPU_LABELS + ("pid",))
+GPU_PROCESS_UTILIZATION = _g("jaxobs_gpu_process_utilization_ratio",
+                             "Per-process SM or memory utilization (kind=sm|memory) over the last sample period; "
+                             "pid=\"others\" sums every other process.", GPU_LABELS + ("pid", "kind"))
 TPU_DUTY_CYCLE = _g("jaxobs_tpu_duty_cycle_ratio", "TensorCore duty cycle (0-1) from the TPU runtime.",
-                    ("chip",), source="collector")
-TPU_HBM = _g("jaxobs_tpu_hbm_bytes", "TPU HBM bytes, kind used/total.", ("chip", "kind"),
-             source="collector")
+                    ("chip",))
+TPU_HBM = _g("jaxobs_tpu_hbm_bytes", "TPU HBM bytes, kind used/total.", ("chip", "kind"))
 PROCESS_RESIDENT_MEMORY = _g("jaxobs_process_resident_memory_bytes",
-                             "Resident set size of the observed process (M5).", ("process",),
-                             source="collector")
+                             "Resident set size of the observed process.", ("process",))
 PROCESS_CPU = _c("jaxobs_process_cpu_seconds_total", "CPU time of the observed process.",
-                 ("process",), source="collector")
-HOST_MEMORY_AVAILABLE = _g("jaxobs_host_memory_available_bytes", "Host memory available.",
-                           source="collector")
+                 ("process",))
+HOST_MEMORY_AVAILABLE = _g("jaxobs_host_memory_available_bytes", "Host memory available.")
 COLLECTOR_UP = _g("jaxobs_collector_up", "1 when a collector/device answered this scrape.",
-                  ("collector", "device"), source="collector")
+                  ("collector", "device"))
 
 # --- sidecar exporter -----------------------------------------------------------------
 EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
                                "Time each exporter source (collector or app metrics) took this scrape.",
-                               ("collector",), source="exporter")
+                               ("collector",))
 
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
@@ -260,14 +285,3 @@ def _collect() -> dict[str, MetricSpec]:
 #: Every metric by exposition name.
 METRICS: dict[str, MetricSpec] = _collect()
 
-
-def get(name: str) -> MetricSpec:
-    """Look a metric up by name, with a did-you-mean on typos."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, METRICS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown jaxobs metric {name!r}.{hint}") from None

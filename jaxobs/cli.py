@@ -58,9 +58,15 @@ def demo(duration: float, port: int, addr: str, out_dir: str, spec: str | None, 
 def _attach() -> None:
     # Sub-commands: one import per module that owns a command.
     # (Imports are local so `jaxobs --help` does not import jax.)
-    from jaxobs.exporter.cli import exporter_command; cli.add_command(exporter_command)  # noqa: E702
-    from jaxobs.generate.cli import register; register(cli)  # noqa: E702  (generate, check, runbook)
-    from jaxobs.report import report_command; cli.add_command(report_command)  # noqa: E702
+    from jaxobs.exporter.cli import exporter_command
+    from jaxobs.generate.cli import register  # generate, check, runbook
+    from jaxobs.report import report_command
+    from jaxobs.runtime.profile_cli import profile_command
+
+    cli.add_command(exporter_command)
+    register(cli)
+    cli.add_command(report_command)
+    cli.add_command(profile_command)
     pass
 
 

@@ -128,10 +128,11 @@ def _fmt_s(seconds: float) -> str:
 
 def summary(result: DemoResult) -> str:
     """What happened, from the recorded metrics (the same numbers Prometheus scrapes)."""
-    import jaxobs
+    from jaxobs.telemetry import recorder_for
+    from jaxobs.telemetry.internal_errors import internal_error_counts
     from jaxobs.telemetry.recorder import HistogramSeries, quantiles
 
-    rec = jaxobs.recorder_for(None)
+    rec = recorder_for(None)
     lines = [f"jaxobs demo: {result.requests} requests in {result.seconds:.1f}s, "
              f"{result.errors} failed (injected)", ""]
     functions = sorted({v[0] for v, _ in rec.family(catalog.CALLS).items()})
@@ -157,7 +158,7 @@ def summary(result: DemoResult) -> str:
     for service in sorted({v[0] for v, _ in rec.family(catalog.REQUESTS).items()}):
         ok = rec.value(catalog.REQUESTS, service, "ok")
         err = rec.value(catalog.REQUESTS, service, "error")
-        cold = rec.value(catalog.REQUEST_DURATION, service, "cold")
+        cold = rec.observation_count(catalog.REQUEST_DURATION, service, "cold")
         steady_series = rec.histogram(catalog.REQUEST_DURATION, service, "steady")
         q = quantiles(steady_series)
         total = ok + err
@@ -166,7 +167,7 @@ def summary(result: DemoResult) -> str:
                      f"p50 {_fmt_s(q.p50)}  p95 {_fmt_s(q.p95)}  p99 {_fmt_s(q.p99)}")
     errors = {f"{v[0]}/{v[1]}": int(s.value()) for v, s in rec.family(catalog.ERRORS).items()}
     lines.append(f"errors by function/kind: {errors or 'none'}")
-    internal = jaxobs.internal_error_counts()
+    internal = internal_error_counts()
     lines.append(f"jaxobs internal errors: {internal or 'none'}")
     return "\n".join(lines)
 

@@ -1,6 +1,9 @@
-"""Shared fixtures: an isolated registry (and its recorder) per test."""
+"""Shared fixtures: an isolated registry (and its recorder) per test, and clean process state."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,6 +16,33 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def rec(registry: CollectorRegistry):  # type: ignore[no-untyped-def]
-    import jaxobs
+    from jaxobs.telemetry import recorder_for
 
-    return jaxobs.recorder_for(registry)
+    return recorder_for(registry)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts not ready, with no pending warmups and default settings.
+
+    Readiness and ``configure()`` are process-wide: without this, a test that
+    checks readiness can pass only because an earlier test set it.  Tests that
+    never imported the runtime (generators, the sidecar) pay nothing.
+    """
+    import sys
+
+    if "jaxobs.runtime.readiness" in sys.modules:
+        _reset_runtime()
+    yield
+    if "jaxobs.runtime.readiness" in sys.modules:
+        _reset_runtime()
+
+
+def _reset_runtime() -> None:
+    from jaxobs.runtime import jit, readiness
+
+    with readiness._lock:
+        readiness._registered.clear()
+    readiness._ready = False
+    for name, value in dataclasses.asdict(jit.Settings()).items():  # configure() cannot unset
+        setattr(jit._settings, name, value)

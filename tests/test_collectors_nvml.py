@@ -14,14 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 import fake_pynvml  # noqa: E402
 from fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
+from realtools import require_module  # noqa: E402
 
-from jaxobs import catalog  # noqa: E402
+from jaxobs import __version__, catalog  # noqa: E402
 from jaxobs.exporter.collectors import nvml as nvml_collector  # noqa: E402
 from jaxobs.exporter.collectors.nvml import NvmlCollector, cuda_version_string  # noqa: E402
 from jaxobs.telemetry.internal_errors import internal_error_counts  # noqa: E402
-
-from realtools import require_module  # noqa: E402
-
 
 pynvml = require_module("pynvml")
 
@@ -33,6 +31,12 @@ USED_BY_COLLECTOR = (
     "nvmlEventSetWait_v2", "nvmlEventSetFree", "nvmlSystemGetDriverVersion", "nvmlSystemGetCudaDriverVersion",
     "NVML_TEMPERATURE_GPU", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_MEMORY_ERROR_TYPE_CORRECTED",
     "NVML_VOLATILE_ECC", "nvmlEventTypeXidCriticalError", "NVMLError", "NVMLError_Timeout",
+    "nvmlDeviceGetCurrentClocksThrottleReasons", "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetClockInfo", "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetPcieThroughput",
+    "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetComputeRunningProcesses",
+    "nvmlDeviceGetProcessUtilization", "NVML_CLOCK_SM", "NVML_CLOCK_MEM", "NVML_PCIE_UTIL_TX_BYTES",
+    "NVML_PCIE_UTIL_RX_BYTES", "NVMLError_NotFound",
+    *(constant for _, constant in nvml_collector.THROTTLE_REASONS),
     *nvml_collector.UNAVAILABLE_ERRORS,
 )
 
@@ -114,7 +118,7 @@ def test_driver_and_cuda_versions_go_into_build_info(eight_gpus):
     _, collector = eight_gpus
     reg = scrape(collector)
     assert value(reg, catalog.BUILD_INFO.name, jax="", jaxlib="", backend="gpu", driver="550.54.15",
-                 cuda="12.4", jaxobs="0.1.0") == 1
+                 cuda="12.4", jaxobs=__version__) == 1
     assert cuda_version_string(11080) == "11.8"
 
 

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 from realtools import require_module  # noqa: E402
 
-
 require_module("grpc")
 require_module("tpu_info")
 

@@ -17,8 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -26,8 +27,7 @@ import yaml
 from jaxobs import catalog
 from jaxobs.generate import rules
 from jaxobs.generate.dashboards import build_dashboards, dashboard_uid
-from jaxobs.slo.model import (SLI, SLO, BurnRateTier, Dashboards, ResourceThresholds, Service,
-                              Spec)
+from jaxobs.slo.model import SLI, SLO, BurnRateTier, Dashboards, ResourceThresholds, Service, Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = ROOT / "tests" / "schema"

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from realtools import free_port, running_prometheus, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +54,8 @@ def test_prometheus_scrapes_compile_cache_and_latency_series(tmp_path: Path):
                 count = prom.value(f'jaxobs_compile_duration_seconds_count{{{selector},phase="{phase}"}}')
                 assert count == expected, phase
             cold_p50 = prom.value(
-                f'histogram_quantile(0.5, sum by (le) (jaxobs_call_duration_seconds_bucket{{{selector},start="cold"}}))')
+                'histogram_quantile(0.5, sum by (le) '
+                f'(jaxobs_call_duration_seconds_bucket{{{selector},start="cold"}}))')
             assert cold_p50 is not None and 0 < cold_p50 < 30
             assert prom.value('jaxobs_requests_total{service="e2e_svc",outcome="ok"}') == 3
             assert prom.value('jaxobs_requests_total{service="e2e_svc",outcome="error"}') == 1

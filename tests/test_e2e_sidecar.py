@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakes.processes import exporter
 from realtools import running_prometheus, wait_until
 

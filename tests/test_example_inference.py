@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from realtools import REPO, running_inference_server
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
 
 sys.path.insert(0, str(REPO / "examples" / "inference_server"))
@@ -84,16 +85,16 @@ def call(url: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 def compiles(registry: CollectorRegistry) -> dict[str, float]:
-    rec = jaxobs.recorder_for(registry)
+    rec = jaxobs.telemetry.recorder_for(registry)
     return {v[1]: s.value() for v, s in rec.family(catalog.COMPILATIONS).items() if v[0] == "predict"}
 
 
 def requests_by(registry: CollectorRegistry, outcome: str) -> float:
-    return jaxobs.recorder_for(registry).value(catalog.REQUESTS, server.SERVICE, outcome)
+    return jaxobs.telemetry.recorder_for(registry).value(catalog.REQUESTS, server.SERVICE, outcome)
 
 
 def cold_requests(registry: CollectorRegistry) -> float:
-    return jaxobs.recorder_for(registry).value(catalog.REQUEST_DURATION, server.SERVICE, "cold")
+    return jaxobs.telemetry.recorder_for(registry).observation_count(catalog.REQUEST_DURATION, server.SERVICE, "cold")
 
 
 # --- batching helpers -------------------------------------------------------------------
@@ -130,7 +131,7 @@ def test_not_ready_until_every_bucket_is_warm(app: server.InferenceApp, http: st
     assert call(http, "/readyz") == (200, "ready\n")
     # One compile per bucket, nothing else: the first, then a new shape per bucket.
     assert compiles(registry) == {"first": 1.0, "shape": len(DEFAULT_BUCKETS) - 1.0}
-    assert jaxobs.recorder_for(registry).value(catalog.READY) == 1.0
+    assert jaxobs.telemetry.recorder_for(registry).value(catalog.READY) == 1.0
 
 
 def test_predict_answers_with_one_probability_row_per_input_row(app: server.InferenceApp,
@@ -170,7 +171,7 @@ def test_bucketed_traffic_of_any_size_never_compiles_after_warmup(
     assert requests_by(registry, "ok") == 4 * 32
     assert compiles(registry) == before  # 128 requests of every size 1..32: zero compiles
     assert cold_requests(registry) == 0
-    assert jaxobs.recorder_for(registry).value(catalog.CALLS, "predict", "miss") == 0
+    assert jaxobs.telemetry.recorder_for(registry).value(catalog.CALLS, "predict", "miss") == 0
 
 
 def test_each_new_unbucketed_size_compiles_exactly_once_and_is_a_cold_request(
@@ -215,7 +216,7 @@ def test_injected_errors_and_slow_requests_reach_the_slis(app: server.InferenceA
     assert status == 500 and "injected failure" in body["error"]
     assert requests_by(registry, "error") == 1
 
-    slow = jaxobs.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
+    slow = jaxobs.telemetry.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
     before = slow.snapshot()[1]
     assert call(http, "/predict", {"inputs": rows(1), "inject": "slow"})[0] == 200
     assert slow.snapshot()[1] - before >= 0.05

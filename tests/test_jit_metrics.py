@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 
 import jaxobs
 import jaxobs.runtime.causes as causes_module
+import jaxobs.telemetry
 from jaxobs import catalog as C
 
 
@@ -68,7 +69,7 @@ def test_sharding_cause_with_two_cpu_devices(tmp_path):
         x = jnp.arange(8.0)
         f(jax.device_put(x, NamedSharding(mesh, P())))
         f(jax.device_put(x, NamedSharding(mesh, P("d"))))
-        rec = jaxobs.recorder_for(None)
+        rec = jaxobs.telemetry.recorder_for(None)
         print(sorted((v[1], s.value()) for v, s in rec.family(C.COMPILATIONS).items()))
     """)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PATH": "/usr/bin:/bin",
@@ -88,8 +89,8 @@ def test_sampling_is_deterministic_and_bounded(registry, rec):
     for _ in range(250):
         jaxobs_fn(x)
     # steady call numbers 0..249: sampled are 0, 1, 2 (first three) and 100, 200
-    assert rec.value(C.KERNEL_DURATION, "sampled") == 5
-    assert rec.value(C.CALL_DURATION, "sampled", "steady") == 5
+    assert rec.observation_count(C.KERNEL_DURATION, "sampled") == 5
+    assert rec.observation_count(C.CALL_DURATION, "sampled", "steady") == 5
     assert rec.value(C.CALLS, "sampled", "hit") == 250
 
 
@@ -180,7 +181,7 @@ def test_concurrent_compiles_are_attributed_to_their_own_function(registry, rec)
     for name in ("fa", "fb"):
         assert rec.value(C.CALLS, name, "miss") == 4
         assert rec.value(C.CALLS, name, "hit") == 8
-        assert rec.value(C.COMPILE_DURATION, name, "backend") == 4
+        assert rec.observation_count(C.COMPILE_DURATION, name, "backend") == 4
 
 
 def test_wrappers_created_in_a_loop_do_not_leak_counters(registry, rec):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
 
 import jaxobs
@@ -72,16 +73,18 @@ def test_failing_backend_family_does_not_fail_the_scrape(registry, rec, monkeypa
 
 
 def test_failing_request_bookkeeping_never_masks_user_exception(registry, monkeypatch):
-    import jaxobs.runtime.sli as requests
+    import jaxobs.runtime.sli as sli
 
     def broken(self, active, exc):
         raise RuntimeError("request bug")
 
-    monkeypatch.setattr(requests.request, "_finish", broken)
-    try:
+    monkeypatch.setattr(sli.request, "_finish", broken)
+    before = jaxobs.internal_error_counts().get("request", 0)
+    with pytest.raises(KeyError) as raised:  # the user's exception, unchanged, not swallowed
         with jaxobs.request("masked", registry=registry):
             raise KeyError("the user's own error")
-    except KeyError as exc:
-        assert exc.args == ("the user's own error",)
+    assert raised.value.args == ("the user's own error",)
+    assert raised.value.__context__ is None  # not raised from inside jaxobs' failure
+    assert jaxobs.internal_error_counts().get("request", 0) == before + 1  # the bug is counted
     with jaxobs.request("masked", registry=registry):
         pass  # and a normal request still works

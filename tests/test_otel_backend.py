@@ -28,9 +28,10 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
-from jaxobs.telemetry.recorder import Recorder
 from jaxobs.telemetry import opentelemetry as jotel
+from jaxobs.telemetry.recorder import Recorder
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
@@ -52,7 +53,7 @@ def test_instrumented_calls_become_otel_sums_and_histograms(registry):
     f(jnp.ones(2))   # miss (first)
     f(jnp.ones(2))   # hit
     f(jnp.ones(3))   # miss (shape)
-    data = jotel.JaxobsMetricProducer(jaxobs.recorder_for(registry),
+    data = jotel.JaxobsMetricProducer(jaxobs.telemetry.recorder_for(registry),
                                       resource=Resource.create({"service.name": "unit"})).produce()
     (rm,) = data.resource_metrics
     assert rm.resource.attributes["service.name"] == "unit"
@@ -76,7 +77,7 @@ def test_instrumented_calls_become_otel_sums_and_histograms(registry):
     assert list(cold.explicit_bounds) == list(catalog.COMPILE_BUCKETS)
     assert len(cold.bucket_counts) == len(catalog.COMPILE_BUCKETS) + 1
     assert cold.count == sum(cold.bucket_counts) == 2
-    series = jaxobs.recorder_for(registry).histogram(catalog.CALL_DURATION, "double", "cold")
+    series = jaxobs.telemetry.recorder_for(registry).histogram(catalog.CALL_DURATION, "double", "cold")
     assert cold.sum == pytest.approx(series.snapshot()[1])
     assert cold.start_time_unix_nano < cold.time_unix_nano
 

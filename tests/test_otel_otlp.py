@@ -19,10 +19,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import pytest
-
-
 from realtools import require_module
-
 
 grpc = require_module("grpc")
 require_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import start_http_server as prom_start_http_server
 
 import jaxobs
+import jaxobs.telemetry
 
 
 def _get(url: str) -> str:
@@ -63,7 +64,7 @@ def test_coexists_with_other_metrics_and_servers(registry):
             text = _get(f"http://127.0.0.1:{port}/metrics")
             assert "orbax_checkpoints_total 1.0" in text
             assert 'jaxobs_calls_total{cache="miss",function="coexist"} 1.0' in text
-        assert jaxobs.recorder_for(registry) is jaxobs.recorder_for(registry)  # registered once
+        assert jaxobs.telemetry.recorder_for(registry) is jaxobs.telemetry.recorder_for(registry)  # registered once
     finally:
         other_server.shutdown()
         ours.shutdown()
@@ -109,7 +110,7 @@ def test_persistent_cache_hits_on_second_process(tmp_path: Path):
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
         f = jaxobs.jit(lambda x: jnp.tanh(x @ x.T).sum(), name="persisted")
         f(jnp.ones((64, 64)))
-        rec = jaxobs.recorder_for(None)
+        rec = jaxobs.telemetry.recorder_for(None)
         print("requests", rec.value(C.PERSISTENT_CACHE_REQUESTS))
         print("hits", rec.value(C.PERSISTENT_CACHE_HITS))
         print("misses", rec.value(C.PERSISTENT_CACHE_MISSES))

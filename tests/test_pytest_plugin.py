@@ -195,7 +195,7 @@ def test_bad_marker_argument_is_a_usage_error(pytester):
     assert "use @pytest.mark.max_compiles(n) with an int n >= 0" in result.stdout.str() + result.stderr.str()
 
 
-# --- gradients (M9) ----------------------------------------------------------------------
+# --- gradients ----------------------------------------------------------------------------
 
 def test_check_grads_names_the_parameter_with_wrong_gradients(pytester):
     result = run(pytester, """

@@ -16,9 +16,11 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
 import jaxobs
+import jaxobs.telemetry
 from jaxobs import catalog
 from jaxobs.cli import cli
-from jaxobs.report import Histogram, _pick_window, from_snapshot
+from jaxobs.report import Histogram, from_snapshot
+from jaxobs.report.sources import _pick_window
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -88,7 +90,7 @@ def test_html_embeds_the_picture_and_the_numbers(snapshot: Path, tmp_path: Path)
 def test_snapshot_over_http_and_objective_from_a_spec(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     for outcome, n in (("ok", 98), ("error", 2)):
-        jaxobs.recorder_for(registry).counter(catalog.REQUESTS, "inference", outcome).inc(n)
+        jaxobs.telemetry.recorder_for(registry).counter(catalog.REQUESTS, "inference", outcome).inc(n)
     server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:
         out = tmp_path / "r.png"

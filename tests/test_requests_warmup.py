@@ -21,11 +21,11 @@ def test_request_outcomes_and_cold_split(registry, rec):
             f(jnp.ones(2))
     with pytest.raises(ZeroDivisionError):
         with jaxobs.request("svc", registry=registry):
-            1 / 0
+            _ = 1 / 0
     assert rec.value(C.REQUESTS, "svc", "ok") == 4
     assert rec.value(C.REQUESTS, "svc", "error") == 1
-    assert rec.value(C.REQUEST_DURATION, "svc", "cold") == 1
-    assert rec.value(C.REQUEST_DURATION, "svc", "steady") == 4
+    assert rec.observation_count(C.REQUEST_DURATION, "svc", "cold") == 1
+    assert rec.observation_count(C.REQUEST_DURATION, "svc", "steady") == 4
     assert rec.value(C.REQUESTS_IN_FLIGHT, "svc") == 0
 
 
@@ -74,7 +74,7 @@ def test_step_marks_training_steps(registry, rec):
         with jaxobs.step(registry=registry):
             w = step_fn(w, x)
     assert rec.value(C.REQUESTS, "training", "ok") == 5
-    assert rec.value(C.REQUEST_DURATION, "training", "cold") == 1
+    assert rec.observation_count(C.REQUEST_DURATION, "training", "cold") == 1
 
 
 def test_warmup_makes_first_call_warm_and_sets_ready(registry, rec):
@@ -92,10 +92,11 @@ def test_warmup_makes_first_call_warm_and_sets_ready(registry, rec):
         f(jnp.ones(8))
     assert rec.value(C.CALLS, "warm", "miss") == 0  # both shapes were precompiled
     assert rec.value(C.CALLS, "warm", "hit") == 2
-    assert rec.value(C.REQUEST_DURATION, "warm_svc", "cold") == 0
+    assert rec.observation_count(C.REQUEST_DURATION, "warm_svc", "cold") == 0
 
 
 def test_warmup_accepts_plain_jitted_functions(registry):
+    assert not jaxobs.is_ready()  # the autouse fixture starts every test not ready
     compiled = jaxobs.warmup(jax.jit(lambda x: x + 1), jnp.ones(3))
     assert float(compiled(jnp.ones(3))[0]) == 2.0
     assert jaxobs.is_ready()

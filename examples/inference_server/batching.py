@@ -1,12 +1,12 @@
 """Dynamic batching with bucketed batch sizes: bounded compiles under any traffic.
 
-Every distinct input shape costs a JIT compile (a cold start, seed F1/F3).
+Every distinct input shape costs a JIT compile (a cold start, and a recompile when shapes keep changing).
 Concurrent requests are merged into one batch and padded up to the smallest
 of a few *bucket* sizes, so the model only ever sees ``len(buckets)`` shapes —
 all of which the server compiles during warmup, before it reports ready.
 
 The batch runs on the batcher's thread while the requests wait on theirs, so
-the batch runs inside :class:`jaxobs.runtime.sli.compile_probe` and every request
+the batch runs inside :class:`jaxobs.compile_probe` and every request
 of a batch that compiled is told so (and counted as a cold start).
 """
 
@@ -19,7 +19,7 @@ from time import monotonic
 
 import numpy as np
 
-from jaxobs.runtime.sli import compile_probe
+from jaxobs import compile_probe
 
 #: Padded batch sizes the model is compiled for.
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)

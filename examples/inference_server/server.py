@@ -48,9 +48,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jaxobs  # noqa: E402
 from batching import DEFAULT_BUCKETS, Batcher  # noqa: E402
-from jaxobs.runtime.sli import mark_cold  # noqa: E402
+
+import jaxobs  # noqa: E402
+from jaxobs import mark_cold  # noqa: E402
 
 SERVICE = "inference"
 #: Largest unpadded request (``"bucket": false``); bounds what a client can make us compile.

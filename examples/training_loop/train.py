@@ -6,7 +6,7 @@ compile-time accounting), the input pipeline inside ``tracker.data()`` and
 checkpoints inside ``tracker.checkpoint()``, so the run ends with where its
 time went: goodput, and badput lost to compilation, data, checkpoints and
 anomalous steps.  Before training, the loss's gradients are checked against
-finite differences (guide metric M9): a model that trains on wrong gradients
+finite differences: a model that trains on wrong gradients
 still "learns", just badly, and nothing else would notice.
 
 Faults to see the accounting move: ``--data-delay-ms`` / ``--stall-every``
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxobs
-from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
+from jaxobs import GoodputSummary, GoodputTracker
 
 Params = dict[str, Any]
 
@@ -146,7 +146,7 @@ def save_checkpoint(params: Params, directory: Path, step: int, keep: int = 2) -
     return path
 
 
-# --- gradient check (M9) -----------------------------------------------------------------
+# --- gradient check -----------------------------------------------------------------
 
 
 def check_gradients(loss: Any, params: Params, x: np.ndarray, y: np.ndarray) -> None:
@@ -172,7 +172,7 @@ def run(cfg: Config, *, registry: Any = None, echo: Any = print) -> TrainResult:
     if cfg.grad_check:
         check_gradients(loss_fn, params, x_all, y_all)
         grad_status = "passed"
-        echo("gradient check (M9): passed")
+        echo("gradient check: passed")
     train_step = make_train_step(cfg.learning_rate)
     ckpt_dir = Path(cfg.checkpoint_dir or tempfile.mkdtemp(prefix="jaxobs-ckpt-"))
     jaxobs.set_ready()  # a training job takes no traffic; readiness = "the loop is running"

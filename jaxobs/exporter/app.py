@@ -9,16 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from jaxobs.telemetry.collector import Collector
 from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
 from jaxobs.exporter.scrape import Scraper, Source
 from jaxobs.exporter.sources import AppSource, Readiness, app_source
+from jaxobs.telemetry.collector import Collector
 
 logger = logging.getLogger("jaxobs.exporter")
 
@@ -69,6 +68,19 @@ def resolve_collectors(names: Sequence[str], nvml_module: str = "pynvml") -> tup
     return tuple(dict.fromkeys(wanted))
 
 
+def _app_pids(config: ExporterConfig) -> Callable[[], set[int]]:
+    """The workload's pids, as the sidecar can see them: ``--app-pid`` and the multiprocess files."""
+    from jaxobs.exporter.collectors.host import pids_from_multiproc_dir
+
+    def pids() -> set[int]:
+        found = {config.app_pid} if config.app_pid else set()
+        if config.multiproc_dir:
+            found |= pids_from_multiproc_dir(config.multiproc_dir)
+        return found
+
+    return pids
+
+
 def build_collectors(config: ExporterConfig) -> list[Collector]:
     collectors: list[Collector] = []
     for name in resolve_collectors(config.collectors, config.nvml_module):
@@ -84,7 +96,7 @@ def build_collectors(config: ExporterConfig) -> list[Collector]:
                 module = load_nvml(config.nvml_module)
             except ImportError:
                 module = None  # reported as up 0 by the collector's own import on scrape
-            collectors.append(NvmlCollector(module))
+            collectors.append(NvmlCollector(module, app_pids=_app_pids(config)))
         elif name == "tpu":
             from jaxobs.exporter.collectors.tpu import TpuCollector
 

@@ -23,8 +23,16 @@ import sys
 
 import click
 
-from jaxobs.exporter.app import (DEFAULT_PORT, Exporter, ExporterConfig, HttpConfig,
-                                 _read_password, port_in_use_message, resolve_collectors)
+from jaxobs.exporter.app import (
+    DEFAULT_PORT,
+    Exporter,
+    ExporterConfig,
+    HttpConfig,
+    _read_password,
+    port_in_use_message,
+    resolve_collectors,
+)
+
 
 @click.command("exporter")
 @click.option("--address", envvar="JAXOBS_EXPORTER_ADDRESS", default="0.0.0.0", show_default=True,

@@ -1,6 +1,6 @@
 """Where the sidecar gets the application's metrics, and whether the app is ready.
 
-Two ways, because both deployments exist (DESIGN.md §2):
+Two ways, because both deployments exist:
 
 * :class:`MultiprocessSource` — the app writes prometheus-client multiprocess
   files into a shared ``PROMETHEUS_MULTIPROC_DIR`` (an ``emptyDir`` in the pod)

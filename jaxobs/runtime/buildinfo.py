@@ -1,4 +1,4 @@
-"""Version labels for ``jaxobs_build_info`` (F7: driver/runtime mismatch across replicas)."""
+"""Version labels for ``jaxobs_build_info`` (a driver or runtime mismatch across replicas)."""
 
 from __future__ import annotations
 

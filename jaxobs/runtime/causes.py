@@ -86,11 +86,11 @@ def explain(new: Signature, previous: Sequence[Signature]) -> str:
         return "static_arg"
 
     def diff(p: Signature) -> tuple[int, int, int]:
-        shapes = sum(a[0] != b[0] for a, b in zip(p.leaves, new.leaves))
-        dtypes = sum(a[1:3] != b[1:3] for a, b in zip(p.leaves, new.leaves))
+        shapes = sum(a[0] != b[0] for a, b in zip(p.leaves, new.leaves, strict=True))
+        dtypes = sum(a[1:3] != b[1:3] for a, b in zip(p.leaves, new.leaves, strict=True))
         # A ShapeDtypeStruct without sharding (warmup) matches any sharding.
         shardings = sum(a[3] != b[3] and a[3] is not None and b[3] is not None
-                        for a, b in zip(p.leaves, new.leaves))
+                        for a, b in zip(p.leaves, new.leaves, strict=True))
         return shapes, dtypes, shardings
 
     shapes, dtypes, shardings = min((diff(p) for p in same_static), key=sum)
@@ -101,6 +101,28 @@ def explain(new: Signature, previous: Sequence[Signature]) -> str:
     if shardings:
         return "sharding"
     return "other"  # same signature compiled again: cache cleared or evicted
+
+
+def _leaf_text(leaf: tuple[Any, ...]) -> str:
+    shape, dtype, weak, _ = leaf
+    return f"{dtype}{'(weak)' if weak else ''}[{','.join(map(str, shape))}]"
+
+
+def describe(cause: str, new: Signature, previous: Sequence[Signature]) -> str:
+    """A readable detail for traces and logs (never a label): what changed, against the closest
+    earlier signature, e.g. ``shape: leaf 0 float32[3] -> float32[4]``."""
+    if cause in ("first", "other") or not previous:
+        return cause
+    candidates = [p for p in previous if p.treedef == new.treedef and len(p.leaves) == len(new.leaves)]
+    if cause == "static_arg" or not candidates:
+        return cause
+    closest = min(candidates, key=lambda p: sum(a != b for a, b in zip(p.leaves, new.leaves, strict=True)))
+    for i, (old, now) in enumerate(zip(closest.leaves, new.leaves, strict=True)):
+        if old[:3] != now[:3]:
+            return f"{cause}: leaf {i} {_leaf_text(old)} -> {_leaf_text(now)}"
+        if old[3] != now[3] and old[3] is not None and now[3] is not None:
+            return f"{cause}: leaf {i} sharding {old[3]} -> {now[3]}"
+    return cause
 
 
 def classify_error(exc: BaseException, compiling: bool, backend_done: bool) -> str:

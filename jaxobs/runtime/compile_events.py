@@ -27,8 +27,8 @@ from types import CodeType, FrameType
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.telemetry.recorder import all_recorders
 from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import all_recorders
 
 #: jax.monitoring duration event → our ``phase`` label.
 PHASE_EVENTS: dict[str, str] = {
@@ -91,9 +91,9 @@ def ignoring_compiles() -> Iterator[_Probe]:
 
 
 def find_owner(frame: FrameType | None) -> tuple[Any, FrameType] | tuple[None, None]:
-    """The nearest instrumented call on this thread's stack: (controller, its frame).
+    """The nearest instrumented call on this thread's stack: (InstrumentedJit, its frame).
 
-    Owner frames (the wrapper closures and the controller's AOT methods) set
+    Owner frames (the wrapper closures and the InstrumentedJit's AOT methods) set
     a local ``owner`` just before calling into JAX.  A wrapper frame that is
     only forwarding (inside an outer trace) has not set it and is skipped, so
     nested tracing is charged to the function actually being compiled.

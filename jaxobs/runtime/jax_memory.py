@@ -1,7 +1,7 @@
 """JAX device memory and live arrays, collected inside the JAX process.
 
 Why in-process: ``Device.memory_stats()`` is the truthful in-use figure on GPU
-(NVML's "used" includes JAX's 75 % preallocated pool, DESIGN.md §7) and live
+(NVML's "used" includes JAX's 75 % preallocated pool) and live
 arrays only exist in the process that owns them.  ``jax`` is imported lazily on
 the first scrape so that merely importing this module (e.g. from the sidecar's
 test of "no jax in the exporter") stays cheap.

@@ -20,23 +20,25 @@ records nothing and forwards: the inner call is being traced, not run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
 from jaxobs import catalog
-from jaxobs.runtime import causes, compile_events, sli
-from jaxobs.telemetry.recorder import Recorder
-from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.runtime import causes, compile_events, sli, tracing
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import Recorder
 
 try:  # the cheapest "are we inside a trace?" test: one C-level attribute read
     from jax._src import core as _core
@@ -62,16 +64,26 @@ class Settings:
     first_samples: int = 3
     #: run XLA cost/memory analysis after each compile (cold path only).
     analyze: bool = True
+    #: sampled calls check floating-point outputs for NaN/Inf (one fused reduction)
+    check_finite: bool = True
+    #: dtype whose peak FLOP/s is the MFU denominator (see jaxobs.runtime.efficiency)
+    peak_dtype: str = "bfloat16"
+    #: override the peak-FLOP/s table (another part, a power cap); None: use the table
+    peak_flops_per_second: float | None = None
 
 
-settings = Settings()
+_settings = Settings()
 
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
-              analyze: bool | None = None, max_functions: int | None = None,
+              analyze: bool | None = None, check_finite: bool | None = None, peak_dtype: str | None = None,
+              peak_flops_per_second: float | None = None, max_functions: int | None = None,
               slo_spec: str | None = None,
               buckets: dict[str, tuple[float, ...] | None] | None = None) -> Settings:
     """Change process-wide defaults for functions instrumented afterwards.
+
+    Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
+    no arguments reads them.
 
     ``max_functions`` caps distinct ``function`` label values per process
     (later ones share ``function="__overflow__"``).  ``slo_spec`` (a path; ``""``
@@ -80,6 +92,7 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
     layouts (``"call"``, ``"compile"``, ``"latency"``; see ``jaxobs/catalog.py``).
     Bucket changes apply to series created afterwards: configure before traffic.
     """
+    settings = _settings
     if max_functions is not None:
         from jaxobs.telemetry.recorder import limits
 
@@ -98,7 +111,15 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
         settings.first_samples = max(0, int(first_samples))
     if analyze is not None:
         settings.analyze = bool(analyze)
-    return settings
+    if check_finite is not None:
+        settings.check_finite = bool(check_finite)
+    if peak_dtype is not None:
+        settings.peak_dtype = str(peak_dtype)
+    if peak_flops_per_second is not None:
+        if not peak_flops_per_second > 0:
+            raise ValueError(f"peak_flops_per_second must be > 0, got {peak_flops_per_second!r}")
+        settings.peak_flops_per_second = float(peak_flops_per_second)
+    return dataclasses.replace(settings)
 
 
 def _latency_layout_from(path: str) -> tuple[float, ...]:
@@ -124,11 +145,13 @@ def _period(rate: float) -> int:
 class CompileInProgress:
     """What the listener learned about one call's compile, until the call returns."""
 
-    __slots__ = ("backend_done", "in_progress", "started")
+    __slots__ = ("backend_done", "in_progress", "phases", "started")
 
     def __init__(self, started: float) -> None:
         self.backend_done = False
         self.in_progress = False
+        #: (phase, seconds) in the order JAX ran them, for the compile's trace span
+        self.phases: list[tuple[str, float]] = []
         #: when compiling began (end of the first phase minus its duration): the
         #: unsampled fast path takes no clock reading of its own
         self.started = started
@@ -138,7 +161,9 @@ _FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 
 
 class InstrumentedJit:
-    """The controller behind a function returned by :func:`jit`/:func:`instrument`.
+    """The state behind a function returned by :func:`jit`/:func:`instrument`.
+
+    It owns the function's series, compile history and sampling.
 
     Users hold the function (``.call``); it carries jit's surface and a
     ``jaxobs`` attribute pointing here.
@@ -146,15 +171,16 @@ class InstrumentedJit:
 
     def __init__(self, fun: Callable[..., Any], *, name: str | None = None,
                  registry: Any = None, sample_rate: float | None = None,
-                 jitted: Any = None, **jit_kwargs: Any) -> None:
+                 check_finite: bool | None = None, jitted: Any = None, **jit_kwargs: Any) -> None:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
         self._recorder: Recorder = recorder_for(registry)
-        rate = settings.sample_rate if sample_rate is None else sample_rate
+        rate = _settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
         self._period = _period(rate)
-        self._first = settings.first_samples
-        self._analyze = settings.analyze
+        self._first = _settings.first_samples
+        self._analyze = _settings.analyze
+        self._check_finite = _settings.check_finite if check_finite is None else bool(check_finite)
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
@@ -167,6 +193,7 @@ class InstrumentedJit:
         self._steady = rec.histogram(catalog.CALL_DURATION, fname, "steady")
         self._cold = rec.histogram(catalog.CALL_DURATION, fname, "cold")
         self._kernel = rec.histogram(catalog.KERNEL_DURATION, fname)
+        self._nonfinite = rec.counter(catalog.NONFINITE_OUTPUTS, fname)
         self._in_progress = rec.gauge(catalog.COMPILATIONS_IN_PROGRESS, fname)
         #: frame of a running call/warmup → its compile, filled by the listener.
         self._compiling: dict[FrameType, CompileInProgress] = {}
@@ -192,6 +219,8 @@ class InstrumentedJit:
         return call
 
     # --- the hot path --------------------------------------------------------------
+    # Long on purpose: the two closures are the per-call code, and splitting them
+    # into helpers would add a Python frame (~50 ns) to every call.
     def _make_call(self) -> Callable[..., Any]:
         """Build the per-call closures; every name they touch is a local or closure cell.
 
@@ -202,7 +231,7 @@ class InstrumentedJit:
         shared by threads without a lock on purpose: a lost decrement only
         shifts when the next sample is taken.
         """
-        ctl = self
+        ijit = self
         jitted = self._jitted
         compiling = self._compiling
         hits = self._hits.ticker()
@@ -215,23 +244,23 @@ class InstrumentedJit:
         getframe = sys._getframe
 
         def sampled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             t0 = clock()
             try:
                 out = jitted(*args, **kwargs)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
+                ijit._on_error(compiling.pop(getframe(), None), exc, clock() - t0)
                 raise
             if compiling:
                 info = compiling.pop(getframe(), None)
                 if info is not None:  # cold: the sample moves on to the next call
-                    ctl._on_cold(info, clock() - t0, args, kwargs)
+                    ijit._on_cold(info, clock() - t0, args, kwargs)
                     return out
             host_time = clock() - t0
             next(hits)
             taken[0] += 1
             countdown[0] = 0 if taken[0] < first else (period - 1 if period else sys.maxsize)
-            ctl._sample(out, t0, host_time)
+            ijit._sample(out, t0, host_time)
             return out
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -241,17 +270,17 @@ class InstrumentedJit:
             if left <= 0:
                 return sampled(args, kwargs)
             countdown[0] = left - 1
-            owner = ctl  # noqa: F841 - marks this frame for compile_events.find_owner
+            owner = ijit  # noqa: F841 - marks this frame for compile_events.find_owner (the owning InstrumentedJit)
             try:
                 # without keywords, a plain *args call skips building a dict for jit (~0.1 µs)
                 out = jitted(*args, **kwargs) if kwargs else jitted(*args)
             except BaseException as exc:
-                ctl._on_error(compiling.pop(getframe(), None), exc, None)
+                ijit._on_error(compiling.pop(getframe(), None), exc, None)
                 raise
             if compiling:  # some call of this function is compiling: is it this one?
                 info = compiling.pop(getframe(), None)
                 if info is not None:
-                    ctl._on_cold(info, None, args, kwargs)
+                    ijit._on_cold(info, None, args, kwargs)
                     return out
             next(hits)
             return out
@@ -267,6 +296,7 @@ class InstrumentedJit:
         if info is None:
             info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
         self._recorder.histogram(catalog.COMPILE_DURATION, self.label, phase).observe(duration)
+        info.phases.append((phase, duration))
         if phase == "backend":
             info.backend_done = True
             if info.in_progress:
@@ -282,13 +312,22 @@ class InstrumentedJit:
             self._in_progress.dec()
 
     def _sample(self, out: Any, t0: float, host_time: float) -> None:
-        """A sampled steady call: host time, then device time via block_until_ready."""
+        """A sampled steady call: host time, device time via block_until_ready, then finiteness."""
         try:
             self._steady.observe(host_time)
             jax.block_until_ready(out)
-            self._kernel.observe(perf_counter() - t0)
+            kernel_time = perf_counter() - t0
+            self._kernel.observe(kernel_time)
+            tracing.record_kernel_time(self.name, kernel_time)
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
+            return
+        if self._check_finite:
+            try:
+                if has_nonfinite(out):
+                    self._nonfinite.inc()
+            except Exception as exc:
+                report_internal_error("finite_check", exc)
 
     def _on_cold(self, info: CompileInProgress, dt: float | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
@@ -299,7 +338,8 @@ class InstrumentedJit:
             self._misses.inc()
             self._cold.observe(dt)
             sli.mark_cold()
-            self._record_compilation(args, kwargs)
+            cause, detail = self._record_compilation(args, kwargs)
+            tracing.record_compile(self.name, info.started, info.phases, cause, detail)
         except Exception as exc:
             report_internal_error("instrument", exc)
 
@@ -311,6 +351,7 @@ class InstrumentedJit:
             kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
             self._recorder.counter(catalog.ERRORS, self.label, kind).inc()
+            tracing.record_error(self.name, kind, exc)
             (self._misses if compiling else self._hits).inc()
             if info is not None and dt is None:
                 dt = perf_counter() - info.started
@@ -322,16 +363,19 @@ class InstrumentedJit:
             report_internal_error("instrument", inner)
 
     def _record_compilation(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                            compiled: Any = None) -> None:
+                            compiled: Any = None) -> tuple[str, str]:
+        """Count the compile under its bounded cause; returns (cause, a readable detail)."""
         sig = causes.signature_of(args, kwargs, self._static_argnums, self._static_argnames)
         with self._history_lock:
             cause = causes.explain(sig, self._history)
+            detail = causes.describe(cause, sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.label, cause).inc()
         compile_events.notify_compiled(self.name, cause)
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
+        return cause, detail
 
     def _record_analysis(self, args: tuple[Any, ...], kwargs: dict[str, Any], compiled: Any) -> None:
         """FLOPs, bytes, peak memory and fusions from XLA.
@@ -445,7 +489,7 @@ class InstrumentedJit:
         self._jitted.clear_cache()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Calling the controller is calling the instrumented function (``self.call``)."""
+        """Calling the InstrumentedJit is calling the instrumented function (``self.call``)."""
         return self.call(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -462,34 +506,65 @@ def default_name(fun: Callable[..., Any]) -> str:
     return qualname.rsplit("<locals>.", 1)[-1]
 
 
-def controller(fn: Any) -> InstrumentedJit | None:
+def instrumented_jit_of(fn: Any) -> InstrumentedJit | None:
     """The InstrumentedJit behind a function returned by :func:`jit`/:func:`instrument`."""
-    ctl = getattr(fn, "jaxobs", None)
-    return ctl if isinstance(ctl, InstrumentedJit) else None
+    ijit = getattr(fn, "jaxobs", None)
+    return ijit if isinstance(ijit, InstrumentedJit) else None
 
 
 def jit(fun: Callable[..., Any] | None = None, /, *, name: str | None = None, registry: Any = None,
-        sample_rate: float | None = None, **jit_kwargs: Any) -> Any:
+        sample_rate: float | None = None, check_finite: bool | None = None, **jit_kwargs: Any) -> Any:
     """Drop-in for ``jax.jit``: ``@jaxobs.jit``, ``@jaxobs.jit(static_argnums=1)`` or ``jaxobs.jit(f)``.
 
     Extra keywords: ``name`` (the ``function`` label; default the qualified
     name), ``registry`` (a prometheus-client registry; default the global one)
-    and ``sample_rate`` (fraction of steady calls timed, on host and device).
+    ``sample_rate`` (fraction of steady calls timed, on host and device) and
+    ``check_finite`` (sampled calls count NaN/Inf outputs; default on).
     """
     if fun is None:
-        return functools.partial(jit, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs)
-    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, **jit_kwargs).call
+        return functools.partial(jit, name=name, registry=registry, sample_rate=sample_rate,
+                                 check_finite=check_finite, **jit_kwargs)
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate,
+                           check_finite=check_finite, **jit_kwargs).call
 
 
 def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
-               sample_rate: float | None = None) -> Any:
+               sample_rate: float | None = None, check_finite: bool | None = None) -> Any:
     """Wrap an existing ``jax.jit`` object (its static/donate settings are kept)."""
-    if controller(jitted) is not None:
+    if instrumented_jit_of(jitted) is not None:
         return jitted
     if not hasattr(jitted, "lower"):  # a plain function: jit it with defaults
-        return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate).call
+        return InstrumentedJit(jitted, name=name, registry=registry, sample_rate=sample_rate,
+                               check_finite=check_finite).call
     fun = getattr(jitted, "__wrapped__", None) or getattr(jitted, "_fun", None) or jitted
-    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate, jitted=jitted).call
+    return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate,
+                           check_finite=check_finite, jitted=jitted).call
+
+
+@functools.lru_cache(maxsize=1)
+def _nonfinite_reduction() -> Callable[[list[Any]], Any]:
+    """One jitted, fused reduction: does any leaf hold a NaN or an infinity?"""
+    import jax.numpy as jnp
+
+    def _jaxobs_nonfinite_check(leaves: list[Any]) -> Any:  # named so test guards can skip it
+        flags = [jnp.logical_not(jnp.all(jnp.isfinite(leaf))) for leaf in leaves]
+        return jnp.any(jnp.stack(flags))
+
+    return jax.jit(_jaxobs_nonfinite_check)
+
+
+def has_nonfinite(out: Any) -> bool:
+    """Whether any floating-point leaf of ``out`` holds NaN or ±Inf (sampled calls only).
+
+    The reduction compiles once per output structure; its compile is jaxobs' own,
+    so it is kept out of the user's compile metrics.
+    """
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(out)
+              if hasattr(leaf, "dtype") and jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact)]
+    if not leaves:
+        return False
+    with compile_events.ignoring_compiles():
+        return bool(_nonfinite_reduction()(leaves))
 
 
 _build_info_done: set[int] = set()
@@ -506,3 +581,12 @@ def _record_build_info(rec: Recorder) -> None:
         rec.gauge(catalog.BUILD_INFO, *(labels[k] for k in catalog.BUILD_INFO.labels)).set(1)
     except Exception as exc:
         report_internal_error("build_info", exc)
+    try:
+        from jaxobs.runtime.efficiency import local_device_kind, peak_flops
+
+        kind = local_device_kind()
+        peak = _settings.peak_flops_per_second or peak_flops(kind, _settings.peak_dtype)
+        if peak:
+            rec.gauge(catalog.DEVICE_PEAK_FLOPS, kind, _settings.peak_dtype).set(peak)
+    except Exception as exc:
+        report_internal_error("device_peak", exc)

@@ -2,7 +2,7 @@
 
 ``/readyz`` (the sidecar) and ``jaxobs_ready`` flip only once every warmup that
 was registered has compiled, so a pod takes no traffic while it would still
-pay cold starts (F1).  Users without warmups call :func:`set_ready` themselves.
+pay cold starts.  Users without warmups call :func:`set_ready` themselves.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import threading
 from typing import Any
 
 from jaxobs import catalog
-from jaxobs.telemetry.recorder import all_recorders
-from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import all_recorders
 
 _lock = threading.Lock()
 _registered: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
@@ -21,10 +21,10 @@ _ready = False
 
 
 def _instrumented(fn: Any) -> Any:
-    from jaxobs.runtime.jit import controller, instrument
+    from jaxobs.runtime.jit import instrument, instrumented_jit_of
 
-    ctl = controller(fn)
-    return ctl if ctl is not None else controller(instrument(fn))
+    ijit = instrumented_jit_of(fn)
+    return ijit if ijit is not None else instrumented_jit_of(instrument(fn))
 
 
 def _set_everywhere(spec: catalog.MetricSpec, value: float) -> None:
@@ -88,7 +88,7 @@ class deploy_window:  # noqa: N801 - used as `with jaxobs.deploy_window():`
     """Mark a deploy: ``jaxobs_deploy_in_progress`` is 1 inside, 0 after.
 
     The generated Alertmanager config inhibits compile-related alerts while it
-    is 1 (new code compiles by design during a rollout, DESIGN.md §5).  Use it
+    is 1 (new code compiles by design during a rollout).  Use it
     around warmup in a new pod, or call :func:`set_deploy_in_progress` from a
     deploy hook.
     """

@@ -3,7 +3,7 @@
 A request (or training step) is counted with its outcome and latency; it is
 *cold* when an instrumented call inside it compiled, so the steady-state
 latency SLO can exclude cold requests and cold starts get their own SLO
-(DESIGN.md §5).  The "current request" is a ContextVar, so it follows asyncio
+(docs/architecture.md).  The "current request" is a ContextVar, so it follows asyncio
 tasks as well as threads.
 """
 
@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from jaxobs import catalog
-from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.runtime import tracing
 from jaxobs.telemetry import recorder_for
+from jaxobs.telemetry.internal_errors import report_internal_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,12 +29,13 @@ class _Active:
     """One request in progress; it lives in the ContextVar, so concurrent threads and
     asyncio tasks sharing one ``request`` object never mix up their bookkeeping."""
 
-    __slots__ = ("cold", "t0", "token")
+    __slots__ = ("cold", "span", "t0", "token")
 
     def __init__(self) -> None:
         self.cold = False
         self.t0 = perf_counter()
         self.token: contextvars.Token[_Active | None] | None = None
+        self.span: tuple[Any, Any] | None = None  # (span, context token) when tracing
 
 
 _current: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("jaxobs_request", default=None)
@@ -93,6 +96,8 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
     client's bad input you already answer with HTTP 400).
     """
 
+    _kind = "request"
+
     def __init__(self, service: str, *, registry: Any = None,
                  ok_exceptions: tuple[type[BaseException], ...] = ()) -> None:
         self.service = service
@@ -101,6 +106,7 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
 
     def __enter__(self) -> request:
         active = _Active()
+        active.span = tracing.start_request_span(self._kind, self.service)
         active.token = _current.set(active)
         self._in_flight.inc()
         return self
@@ -122,6 +128,8 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
         failed = exc is not None and not isinstance(exc, self._ok_exceptions)
         (self._error if failed else self._ok).inc()
         (self._cold if active.cold else self._steady).observe(elapsed)
+        if active.span is not None:
+            tracing.end_request_span(active.span, cold=active.cold, failed=failed, exc=exc)
         parent = _current.get()
         if active.cold and parent is not None:
             parent.cold = True  # a cold step inside a request makes the request cold
@@ -143,6 +151,10 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
         return wrapper  # type: ignore[return-value]
 
 
+class _Step(request):
+    _kind = "step"
+
+
 def step(service: str = "training", **kwargs: Any) -> request:
     """A training step: the same SLI events as :class:`request` (``service`` defaults to "training")."""
-    return request(service, **kwargs)
+    return _Step(service, **kwargs)

@@ -2,7 +2,7 @@
 
 A collector is a prometheus-client *custom collector* (an object with
 ``collect()`` yielding metric families).  The rule this module enforces is the
-one dcgm-exporter users complain about most when it is broken (DESIGN.md §7):
+one dcgm-exporter users complain about most when it is broken:
 one failing device or library never fails the scrape.  So:
 
 * :class:`Collector.collect` never raises.  Whatever goes wrong inside a
@@ -80,8 +80,6 @@ class FailureLatch:
     def ok(self, key: str) -> None:
         self._failing.discard(key)
 
-    def failing(self, key: str) -> bool:
-        return key in self._failing
 
 
 class Collector(abc.ABC):
@@ -114,5 +112,5 @@ class Collector(abc.ABC):
         # (which could block on a device); an empty describe() does that.
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most collectors hold nothing to release
         """Release background threads and library handles (no-op by default)."""

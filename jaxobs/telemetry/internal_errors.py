@@ -1,8 +1,8 @@
 """Failures inside jaxobs are counted and logged once, never raised to the user.
 
-Non-negotiable #3: observability must not break the program it observes.  Every
+Observability must not break the program it observes.  Every
 listener, collector and backend call that could fail goes through
-:func:`report_internal_error` (or the :func:`guarded` decorator), which bumps
+:func:`report_internal_error`, which bumps
 ``jaxobs_internal_errors_total{component}`` and logs the first failure of each
 component with its traceback (later ones at debug level, so a broken collector
 cannot flood the log).
@@ -10,18 +10,14 @@ cannot flood the log).
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 logger = logging.getLogger("jaxobs")
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def report_internal_error(component: str, exc: BaseException | None = None) -> None:
@@ -43,20 +39,3 @@ def internal_error_counts() -> dict[str, int]:
     """A snapshot of internal error counts by component (read by the backends)."""
     with _lock:
         return dict(_counts)
-
-
-def guarded(component: str, default: Any = None) -> Callable[[F], F]:
-    """Decorate a function so any exception is reported and ``default`` returned."""
-
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                report_internal_error(component, exc)
-                return default
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate

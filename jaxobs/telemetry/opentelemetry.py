@@ -92,8 +92,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from jaxobs import __version__, catalog
-from jaxobs.telemetry.recorder import CounterSeries, GaugeSeries, HistogramSeries, Recorder
 from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.telemetry.recorder import CounterSeries, GaugeSeries, HistogramSeries, Recorder
 
 #: ``JAXOBS_BACKEND=otel`` (or ``prometheus,otel``) exports the default recorder over OTLP.
 BACKEND_ENV = "JAXOBS_BACKEND"
@@ -126,7 +126,7 @@ _Mapping = Callable[[catalog.MetricSpec, tuple[str, ...]], "tuple[Stream, Attrib
 def catalog_stream(spec: catalog.MetricSpec, values: tuple[str, ...]) -> tuple[Stream, Attributes]:
     """The contract-preserving mapping: catalog name minus ``_total``, catalog labels."""
     return (Stream(spec.base_name, _UCUM.get(spec.unit, ""), spec.type, spec.help),
-            dict(zip(spec.labels, values)))
+            dict(zip(spec.labels, values, strict=False)))
 
 
 def _gpu(values: tuple[str, ...]) -> Attributes:

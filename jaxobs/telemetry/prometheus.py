@@ -38,8 +38,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from jaxobs import catalog
-from jaxobs.telemetry.recorder import CounterSeries, Family, GaugeSeries, HistogramSeries, Recorder
 from jaxobs.telemetry.internal_errors import internal_error_counts, report_internal_error
+from jaxobs.telemetry.recorder import CounterSeries, Family, GaugeSeries, HistogramSeries, Recorder
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -71,7 +71,7 @@ def family_to_metric(family: Family) -> Metric | None:
         assert isinstance(series, HistogramSeries)
         counts, total = series.snapshot()
         cumulative, buckets = 0.0, []
-        for le, c in zip(_le_labels(series.bounds), counts):
+        for le, c in zip(_le_labels(series.bounds), counts, strict=False):
             cumulative += c
             buckets.append((le, cumulative))
         hist.add_metric(list(values), buckets, total)
@@ -240,7 +240,7 @@ class MultiprocessFlusher:
                     value.set(series.value())
             elif isinstance(series, HistogramSeries):
                 counts, total = series.snapshot()
-                for le, c in zip(_le_labels(series.bounds), counts):
+                for le, c in zip(_le_labels(series.bounds), counts, strict=False):
                     self._value(spec, spec.name + "_bucket", labelnames + ("le",), values + (le,)).set(c)
                 self._value(spec, spec.name + "_sum", labelnames, values).set(total)
             entry[2] = version

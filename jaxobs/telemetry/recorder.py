@@ -358,13 +358,20 @@ class Recorder:
 
     # Convenience readers (tests, the demo summary, the OpenTelemetry backend).
     def value(self, spec: MetricSpec, *labels: str) -> float:
-        """Counter/gauge value, or a histogram's observation count; 0 when absent."""
+        """A counter's or gauge's current value; 0 when the series does not exist yet."""
+        if spec.type == "histogram":
+            raise TypeError(f"{spec.name} is a histogram: use observation_count()")
         series = self.family(spec)._series.get(tuple(labels))
         if series is None:
             return 0.0
-        if isinstance(series, HistogramSeries):
-            return series.count()
         return series.value()  # type: ignore[attr-defined]
+
+    def observation_count(self, spec: MetricSpec, *labels: str) -> int:
+        """How many observations a histogram series has; 0 when it does not exist yet."""
+        if spec.type != "histogram":
+            raise TypeError(f"{spec.name} is a {spec.type}: use value()")
+        series = self.family(spec)._series.get(tuple(labels))
+        return 0 if series is None else int(series.count())  # type: ignore[union-attr]
 
 
 def all_recorders() -> Iterator[Recorder]:

@@ -82,6 +82,23 @@ nvmlEventTypePState = 4
 nvmlEventTypeXidCriticalError = 8
 nvmlEventTypeClock = 16
 
+NVML_CLOCK_GRAPHICS = 0
+NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
+NVML_CLOCK_VIDEO = 3
+NVML_PCIE_UTIL_TX_BYTES = 0
+NVML_PCIE_UTIL_RX_BYTES = 1
+
+nvmlClocksThrottleReasonGpuIdle = 0x1
+nvmlClocksThrottleReasonApplicationsClocksSetting = 0x2
+nvmlClocksThrottleReasonSwPowerCap = 0x4
+nvmlClocksThrottleReasonHwSlowdown = 0x8
+nvmlClocksThrottleReasonSyncBoost = 0x10
+nvmlClocksThrottleReasonSwThermalSlowdown = 0x20
+nvmlClocksThrottleReasonHwThermalSlowdown = 0x40
+nvmlClocksThrottleReasonHwPowerBrakeSlowdown = 0x80
+nvmlClocksThrottleReasonDisplayClockSetting = 0x100
+
 
 # --- exceptions, generated like pynvml's _extractNVMLErrorsAsClasses --------------------
 class NVMLError(Exception):
@@ -158,6 +175,17 @@ class c_nvmlUtilization_t:  # noqa: N801
     memory: int
 
 
+class c_nvmlProcessUtilizationSample_t(ctypes.Structure):  # noqa: N801 - pynvml's name and fields
+    _fields_ = [("pid", ctypes.c_uint), ("timeStamp", ctypes.c_ulonglong), ("smUtil", ctypes.c_uint),
+                ("memUtil", ctypes.c_uint), ("encUtil", ctypes.c_uint), ("decUtil", ctypes.c_uint)]
+
+
+class nvmlFriendlyObject:  # noqa: N801 - what pynvml returns for running processes
+    def __init__(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
 @dataclass
 class c_nvmlEventData_t:  # noqa: N801
     device: Any
@@ -193,6 +221,19 @@ class FakeGpu:
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
     lost: bool = False
+    memory_util_pct: int = 18
+    throttle_mask: int = 0
+    sm_clock_mhz: int = 1755
+    mem_clock_mhz: int = 2619
+    max_sm_clock_mhz: int = 1980
+    max_mem_clock_mhz: int = 2619
+    pcie_tx_kbps: int = 120_000
+    pcie_rx_kbps: int = 480_000
+    energy_mj: int = 9_876_543_210
+    #: (pid, used bytes or None when NVML cannot tell), as nvmlDeviceGetComputeRunningProcesses lists them
+    processes: list[tuple[int, int | None]] = field(default_factory=list)
+    #: (pid, timestamp µs, sm %, memory %) utilization samples NVML keeps
+    process_samples: list[tuple[int, int, int, int]] = field(default_factory=list)
     #: pynvml function names this GPU answers with NVMLError_NotSupported.
     unsupported: set[str] = field(default_factory=set)
 
@@ -231,7 +272,7 @@ class FakeNvml:
         # Error classes and constants, so an instance can stand in for the module.
         this = sys.modules[__name__]
         for name in dir(this):
-            if name.startswith(("NVMLError_", "NVML_", "nvmlEventType")):
+            if name.startswith(("NVMLError_", "NVML_", "nvmlEventType", "nvmlClocksThrottleReason")):
                 setattr(self, name, getattr(this, name))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -311,12 +352,48 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> c_nvmlUtilization_t:
         gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
-        return c_nvmlUtilization_t(gpu=gpu.utilization_pct, memory=gpu.utilization_pct // 2)
+        return c_nvmlUtilization_t(gpu=gpu.utilization_pct, memory=gpu.memory_util_pct)
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: Any = None) -> c_nvmlMemory_t:
         gpu = self._gpu(handle, "nvmlDeviceGetMemoryInfo")
         return c_nvmlMemory_t(total=gpu.memory_total, free=gpu.memory_total - gpu.memory_used,
                               used=gpu.memory_used)
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: Any) -> int:
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksThrottleReasons").throttle_mask
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+        return self._gpu(handle, "nvmlDeviceGetCurrentClocksEventReasons").throttle_mask
+
+    def nvmlDeviceGetClockInfo(self, handle: Any, type: int) -> int:  # noqa: A002 - pynvml's name
+        gpu = self._gpu(handle, "nvmlDeviceGetClockInfo")
+        return {NVML_CLOCK_SM: gpu.sm_clock_mhz, NVML_CLOCK_MEM: gpu.mem_clock_mhz}.get(type, 0)
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: Any, type: int) -> int:  # noqa: A002
+        gpu = self._gpu(handle, "nvmlDeviceGetMaxClockInfo")
+        return {NVML_CLOCK_SM: gpu.max_sm_clock_mhz, NVML_CLOCK_MEM: gpu.max_mem_clock_mhz}.get(type, 0)
+
+    def nvmlDeviceGetPcieThroughput(self, device: Any, counter: int) -> int:
+        gpu = self._gpu(device, "nvmlDeviceGetPcieThroughput")
+        if counter not in (NVML_PCIE_UTIL_TX_BYTES, NVML_PCIE_UTIL_RX_BYTES):
+            _raise(NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.pcie_tx_kbps if counter == NVML_PCIE_UTIL_TX_BYTES else gpu.pcie_rx_kbps
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        return self._gpu(handle, "nvmlDeviceGetTotalEnergyConsumption").energy_mj
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[nvmlFriendlyObject]:
+        gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses")
+        return [nvmlFriendlyObject({"pid": pid, "usedGpuMemory": used, "gpuInstanceId": 0xFFFFFFFF,
+                                    "computeInstanceId": 0xFFFFFFFF}) for pid, used in gpu.processes]
+
+    def nvmlDeviceGetProcessUtilization(self, handle: Any, timeStamp: int) -> list[Any]:  # noqa: N803
+        gpu = self._gpu(handle, "nvmlDeviceGetProcessUtilization")
+        newer = [c_nvmlProcessUtilizationSample_t(pid, ts, sm, mem, 0, 0)
+                 for pid, ts, sm, mem in gpu.process_samples if ts > timeStamp]
+        if not newer:  # as the real call: no sample newer than the timestamp is NotFound
+            _raise(NVML_ERROR_NOT_FOUND)
+        return newer
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
         return self._gpu(handle, "nvmlDeviceGetPowerUsage").power_mw

@@ -6,7 +6,7 @@ is found, in this order, from ``--app-pid`` or from the pids in the names of
 prometheus-client's multiprocess files (``gauge_max_<pid>.db``…), which works
 when the pod shares its process namespace (``shareProcessNamespace: true``).
 Several app processes (workers) are summed; host-side RSS is the leak signal
-of failure M5, and CPU seconds a saturation signal.
+of failure, and CPU seconds a saturation signal.
 
 Host memory available is ``psutil.virtual_memory().available``: the node's
 view, not the container's cgroup limit.

@@ -1,0 +1,61 @@
+"""``jaxobs report``: the Click command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jaxobs.report.render import write_report
+from jaxobs.report.sources import from_prometheus, from_snapshot, read_snapshot
+from jaxobs.slo import duration
+
+
+def _objectives_from_spec(path: str) -> dict[str, float]:
+    from jaxobs.slo.spec import load_spec
+
+    spec = load_spec(path)
+    return {svc.name: slo.objective for svc in spec.services for slo in svc.slos
+            if slo.sli.kind == "availability"}
+
+
+@click.command("report")
+@click.option("--prometheus", "prometheus_url", metavar="URL",
+              help="Prometheus server to query, e.g. http://127.0.0.1:9090.")
+@click.option("--snapshot", metavar="FILE|URL",
+              help="A saved /metrics text file, or a /metrics URL to read once.")
+@click.option("--range", "range_", default="1h", show_default=True,
+              help="With --prometheus: how far back (a Prometheus duration).")
+@click.option("--objective", default=99.9, show_default=True,
+              help="Availability objective (percent) when no SLO rules or --spec say otherwise.")
+@click.option("--spec", type=click.Path(dir_okay=False, exists=True),
+              help="With --snapshot: take each service's availability objective from this SLO spec.")
+@click.option("-o", "--out", default="jaxobs-report.png", show_default=True,
+              type=click.Path(dir_okay=False), help="Output file: .png or .html.")
+@click.option("--format", "fmt", type=click.Choice(["png", "html"]), default=None,
+              help="Override the format the suffix implies.")
+def report_command(prometheus_url: str | None, snapshot: str | None, range_: str, objective: float,
+                   spec: str | None, out: str, fmt: str | None) -> None:
+    """Render a latency histogram, compile-time breakdown and burn-rate chart to PNG or HTML."""
+    if bool(prometheus_url) == bool(snapshot):
+        raise click.UsageError("pass exactly one of --prometheus URL or --snapshot FILE|URL")
+    try:
+        range_seconds = duration.seconds(range_)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--range") from None
+    if prometheus_url:
+        data = from_prometheus(prometheus_url, range_seconds, objective)
+    else:
+        assert snapshot is not None
+        try:
+            text = read_snapshot(snapshot)
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {snapshot}: {exc}") from None
+        objectives = _objectives_from_spec(spec) if spec else None
+        data = from_snapshot(text, snapshot, objectives, objective)
+    path = write_report(data, Path(out), fmt)
+    summary = (f"{len(data.latency)} latency series, {len(data.compile_seconds)} compiled functions, "
+               f"{len(data.burn)} burn series")
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes): {summary}")
+    if data.empty:
+        click.echo("note: the source had no jaxobs series; the panels say 'no data'", err=True)
