@@ -23,6 +23,7 @@ __all__ = [
     "GoodputSummary",
     "GoodputTracker",
     "InstrumentedJit",
+    "MetricsServerError",
     "PortInUseError",
     "__version__",
     "canary",
@@ -50,6 +51,7 @@ _HOMES: dict[str, str] = {
     "GoodputSummary": "jaxobs.runtime.goodput",
     "GoodputTracker": "jaxobs.runtime.goodput",
     "InstrumentedJit": "jaxobs.runtime.jit",
+    "MetricsServerError": "jaxobs.telemetry.prometheus",
     "PortInUseError": "jaxobs.telemetry.prometheus",
     "canary": "jaxobs.runtime.canary",
     "compile_probe": "jaxobs.runtime.sli",
@@ -100,4 +102,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from jaxobs.runtime.sli import compile_probe, mark_cold, request, step
     from jaxobs.telemetry.internal_errors import internal_error_counts
-    from jaxobs.telemetry.prometheus import PortInUseError, flush_multiprocess, start_http_server
+    from jaxobs.telemetry.prometheus import (
+        MetricsServerError,
+        PortInUseError,
+        flush_multiprocess,
+        start_http_server,
+    )

@@ -264,6 +264,15 @@ COLLECTOR_UP = _g("jaxobs_collector_up", "1 when a collector/device answered thi
 EXPORTER_COLLECT_DURATION = _g("jaxobs_exporter_collect_duration_seconds",
                                "Time each exporter source (collector or app metrics) took this scrape.",
                                ("collector",))
+EXPORTER_AUTH_FAILURES = _c("jaxobs_exporter_auth_failures_total",
+                            "Requests to /metrics refused for missing or wrong basic-auth credentials.")
+EXPORTER_SKIPPED_FILES = _g("jaxobs_exporter_skipped_files",
+                            "App multiprocess files skipped this scrape (their series are missing), by "
+                            "reason: empty, corrupt, not_regular, changing, unreadable.", ("reason",))
+APP_WRITERS_DISABLED = _g("jaxobs_exporter_app_writers_disabled",
+                          "App processes that stopped writing multiprocess files, by reason (no_space, "
+                          "unwritable, missing, error); their metrics are missing from this endpoint.",
+                          ("reason",))
 
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",

@@ -27,6 +27,14 @@ import yaml
 from jaxobs import catalog
 from jaxobs.generate import rules
 from jaxobs.generate.dashboards import build_dashboards, dashboard_uid
+from jaxobs.generate.names import (
+    BUDGET_REMAINING,
+    BURN_RATE,
+    ERROR_RATIO,
+    ERRORS_RATE,
+    RECORDING_RULE_NAMES,
+)
+from jaxobs.generate.rules import render_rules
 from jaxobs.slo.model import SLI, SLO, BurnRateTier, Dashboards, ResourceThresholds, Service, Spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +156,7 @@ def test_panel_ids_unique_and_grid_has_no_overlaps(dashboards: dict[str, dict[st
         assert len(ids) == len(set(ids)), path
         boxes = [(p["gridPos"]["x"], p["gridPos"]["y"], p["gridPos"]["w"], p["gridPos"]["h"],
                   p["title"]) for p in d["panels"]]
-        for x, y, w, h, title in boxes:
+        for x, _y, w, _h, title in boxes:
             assert x >= 0 and w > 0 and x + w <= 24, (path, title)
         for i, (x1, y1, w1, h1, t1) in enumerate(boxes):
             for x2, y2, w2, h2, t2 in boxes[i + 1:]:
@@ -168,10 +176,12 @@ def test_every_query_has_a_ref_id_and_the_datasource_variable(
                 assert t["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
 
 
-_METRIC = re.compile(r"\bjaxobs_[a-z_]+")
+_METRIC = re.compile(r"\bjaxobs_[a-z_:]+[a-z_]")
 
 
 def _known_metric(name: str) -> bool:
+    if name in RECORDING_RULE_NAMES:
+        return True
     if name in catalog.METRICS:
         return True
     for suffix in ("_bucket", "_sum", "_count"):
@@ -270,29 +280,36 @@ def test_executive_has_status_and_budget_per_slo(dashboards: dict[str, dict[str,
             # Green from the objective up.
             assert status["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] == {
                 "color": "green", "value": slo.objective / 100}
-            assert f"[{slo.window}]" in status["targets"][0]["expr"]
-            assert budget["targets"][0]["expr"].endswith(f" / {slo.error_budget_ratio:g}")
+            ids = f'service="{service.name}",slo="{slo.name}"'
+            # The panels read the recording rules the alerts and runbooks read.
+            assert status["targets"][0]["expr"] == \
+                f'1 - {ERROR_RATIO}{{{ids},window="{slo.window}"}}'
+            assert budget["targets"][0]["expr"] == f"{BUDGET_REMAINING}{{{ids}}}"
 
 
-def test_sli_queries_per_kind(dashboards: dict[str, dict[str, Any]]) -> None:
-    t = {k: v["targets"][0]["expr"] for k, v in by_title(dashboards[EXECUTIVE]).items()
-         if v["type"] != "row"}
-    assert 'outcome="error"' in t["inference / availability: SLI over 30d"]
-    assert 'le="0.25"' in t["inference / latency: SLI over 30d"]
-    assert 'start="steady"' in t["inference / latency: SLI over 30d"]
-    assert r'le=~"1(\\.0)?"' in t["inference / slow-latency: SLI over 7d"]
-    assert 'start="cold"' in t["inference / cold-start: SLI over 30d"]
-    cache = t["inference / cache-hit: SLI over 30d"]
+def test_sli_queries_per_kind() -> None:
+    """The SLI of each kind lives in the two rate recordings the panels read."""
+    rates = {(g["name"].removeprefix("jaxobs-slo-")): g["rules"][0]["expr"]
+             for g in yaml.safe_load(render_rules(SPEC, "spec.yaml"))["groups"]
+             if g["rules"][0].get("record") == ERRORS_RATE}
+    assert 'outcome="error"' in rates["inference-availability"]
+    assert 'le="0.25"' in rates["inference-latency"]
+    assert 'start="steady"' in rates["inference-latency"]
+    assert r'le=~"1(\\.0)?"' in rates["inference-slow-latency"]
+    assert 'start="cold"' in rates["inference-cold-start"]
+    cache = rates["inference-cache-hit"]
     assert 'job="inference"' in cache and 'function="predict"' in cache and 'cache="miss"' in cache
-    raw = t["training / upstream: SLI over 30d"]
-    assert "http_errors_total[30d]" in raw and "$window" not in raw
+    raw = rates["training-upstream"]
+    assert "http_errors_total[5m]" in raw and "$window" not in raw
 
 
 def test_oncall_burn_rates_use_the_page_tiers(dashboards: dict[str, dict[str, Any]]) -> None:
     titles = by_title(dashboards[ONCALL])
     default = titles["inference / availability: burn rate"]
     assert [t["legendFormat"] for t in default["targets"]] == ["burn rate 1h", "burn rate 6h"]
-    assert all(t["expr"].endswith(" / 0.001") for t in default["targets"])
+    assert [t["expr"] for t in default["targets"]] == [
+        f'{BURN_RATE}{{service="inference",slo="availability",window="{w}"}}'
+        for w in ("1h", "6h")]
     steps = default["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in steps] == [None, 6.0, 14.4]
     simple = titles["training / step-success: burn rate"]
@@ -558,11 +575,16 @@ def test_slo_math_on_known_series(dashboards: dict[str, dict[str, Any]], tmp_pat
     ]
     test = {"interval": "1m",
             "input_series": [{"series": s, "values": v} for s, v in series.items()],
-            "promql_expr_test": [{"expr": f"round({e}, {_STEP!r})", "eval_time": "2h",
+            "promql_expr_test": [{"expr": f"round(sum({e}), {_STEP!r})", "eval_time": "2h",
                                   "exp_samples": [{"labels": "{}",
                                                    "value": round(v / _STEP) * _STEP}]}
                                  for e, v in cases]}
-    (tmp_path / "slo_test.yaml").write_text(yaml.safe_dump({"tests": [test]}, width=10_000))
+    # The SLO panels read the recording rules: evaluate them on the same series.
+    (tmp_path / "rules.yaml").write_text(render_rules(SPEC, "spec.yaml"))
+    order = [g["name"] for g in yaml.safe_load(render_rules(SPEC, "spec.yaml"))["groups"]]
+    (tmp_path / "slo_test.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "group_eval_order": order,
+         "tests": [test]}, width=10_000))
     proc = subprocess.run([tool, "test", "rules", str(tmp_path / "slo_test.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

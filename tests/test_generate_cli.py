@@ -141,9 +141,31 @@ def test_check_summarises_the_spec() -> None:
     assert code == 0
     assert "valid (2 services)" in out
     assert "slo latency: 99% over 30d, steady-state requests slower than 0.2s; " \
-           "12 recording rules;" in out
-    assert "slo step-success: 99% over 7d, failed requests; 7 recording rules; page 3x 1h/5m" in out
-    assert "43 alerting rules, 12 alert names" in out
+           "14 recording rules (Sloth: 15), 7 alerts;" in out
+    assert "slo step-success: 99% over 7d, failed requests; 14 recording rules (Sloth: 15), " \
+           "7 alerts; page 3.36x 1h/5m, page 6x 1h24m/7m, ticket 3x 5h36m/28m" in out
+    assert "63 alerting rules, 14 alert names" in out
+    assert "warning" not in out
+
+
+def test_check_warns_about_an_slo_without_a_ticket_tier(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: api\n"
+                    "    slos:\n      - name: availability\n        objective: 99\n"
+                    "        sli: {availability: {}}\n        alerting:\n          tiers:\n"
+                    "            - {severity: page, burn_rate: 3, long_window: 1h}\n")
+    code, out, err = _run("check", str(spec))
+    assert code == 0
+    assert "warning: api/availability: no ticket tier" in out + err
+
+
+def test_a_service_without_slos_gets_resource_alerts_only(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: batch\n")
+    code, out, _ = _run("generate", str(spec), "-o", str(tmp_path / "out"))
+    assert code == 0, out
+    assert not (tmp_path / "out/alerts/tests/batch.slo.test.yaml").exists()
+    assert (tmp_path / "out/alerts/tests/batch.resources.test.yaml").exists()
 
 
 def test_runbook_prints_one() -> None:

@@ -122,7 +122,7 @@ def test_eager_ops_and_jax_random_inside_a_guard_are_not_recompiles(pytester):
                 z = jax.random.normal(jax.random.key(n), (n, 2))
             step(jnp.ones(4))                         # warmed in the fixture: not a compile
 
-        @pytest.mark.no_recompile
+        @pytest.mark.max_compiles(0)
         def test_warm_function_with_new_shape_fails(warm):
             step(jnp.ones(6))
     """)
@@ -161,12 +161,13 @@ def test_context_managers_work_inside_a_test_with_only_filter(pytester):
             f(jnp.ones(2))
             with testing.no_recompile():
                 f(jnp.ones(9))
+                f(jnp.ones(10))
     """)
     result.assert_outcomes(failed=1, passed=1)
     assert_in_order(result.stdout.str(),
         "with testing.no_recompile():",
         "RecompileError: jaxobs no_recompile(): 1 compile over the limit",
-        "x 1. shape: x: f32[2] -> f32[9]",
+        "x 2. shape: x: f32[9] -> f32[10]",
     )
 
 
@@ -230,7 +231,7 @@ def test_check_grads_names_the_parameter_with_wrong_gradients(pytester):
     assert_in_order(result.stdout.str(),
         "GradientCheckError: gradient check failed for loss (order 1, modes rev)",
         "6 of 7 input elements have wrong first-order derivatives, in args[0]['w'], args[1]; worst first:",
-        "rev: d/d args[", "jax.test_util.check_grads said: ",
+        "rev: d/d args[", "jax.test_util.check_grads said:", "DESIRED:",
     )
 
 
@@ -254,7 +255,7 @@ def test_check_grads_reports_elementwise_results_without_pytest():
     assert [m.index for m in info.value.mismatches] == [(2,), (1,), (0,)]  # worst first
 
 
-# --- determinism and keys (F4) -------------------------------------------------------------
+# --- determinism and keys -------------------------------------------------------------
 
 def test_determinism_check_reports_first_differing_leaf(pytester):
     result = run(pytester, """
@@ -274,7 +275,7 @@ def test_determinism_check_reports_first_differing_leaf(pytester):
     """)
     result.assert_outcomes(failed=1, passed=1)
     assert_in_order(result.stdout.str(),
-        "NondeterminismError: non-deterministic output from sample (F4): run 2 differs from run 1",
+        "NondeterminismError: non-deterministic output from sample: run 2 differs from run 1",
         "first differing leaf: out['z']: float32[4]: 4 of 4 elements differ, max abs diff ",
         "draws randomness from somewhere other than its key",
     )
@@ -292,7 +293,7 @@ def test_assert_uses_key_catches_a_constant_key_inside_the_function(pytester):
             testing.assert_uses_key(lambda k, s: jax.random.bernoulli(k, 0.5, s), jax.random.key(1), (64,))
     """)
     result.assert_outcomes(failed=1, passed=1)
-    assert_in_order(result.stdout.str(),"KeyIgnoredError: dropout_mask ignores its PRNG key (F4)")
+    assert_in_order(result.stdout.str(),"KeyIgnoredError: dropout_mask ignores its PRNG key")
 
 
 def test_no_key_reuse_marker_fails_on_reuse_and_names_the_line(pytester):
@@ -325,7 +326,7 @@ def test_no_key_reuse_marker_fails_on_reuse_and_names_the_line(pytester):
     """)
     result.assert_outcomes(failed=2, passed=2)
     assert_in_order(result.stdout.str(),
-        "PRNG key reused (F4): a key already consumed by a jax.random function was used again",
+        "PRNG key reused: a key already consumed by a jax.random function was used again",
         "test_no_key_reuse_marker_fails_on_reuse_and_names_the_line.py:",
         "Split instead of reusing: key, subkey = jax.random.split(key)",
         "JAX: In jit, argument 0 is already consumed.",

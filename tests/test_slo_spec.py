@@ -14,7 +14,7 @@ import pytest
 
 from jaxobs import catalog
 from jaxobs.slo import duration
-from jaxobs.slo.model import DEFAULT_TIERS, BurnRateTier, Routing
+from jaxobs.slo.model import DEFAULT_TIERS, BurnRateTier, Routing, default_tiers
 from jaxobs.slo.spec import SpecError, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_example_spec_parses_with_defaults() -> None:
     assert inference.slos[1].sli.threshold_seconds == 0.2
     assert inference.labels == (("team", "ml-serving"),)
     # The seed guide's "page when burn > 3x over 1h", short window defaulting to long/12.
-    assert training.slos[0].tiers == (BurnRateTier("page", 3.0, "1h", "5m", "2m"),)
+    assert training.slos[0].tiers == default_tiers("7d")
     assert training.slos[0].window == "7d"
 
 
@@ -177,17 +177,27 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
     ("unreachable-override", BASE + "        alerting:\n          tiers:\n"
      "            - {severity: page, burn_rate: 200, long_window: 1h}\n",
      ("services[0].slos[1].alerting.tiers[0].burn_rate: a 200x burn", "needs an error ratio of 200%")),
-    ("tier-longer-than-slo-window", BASE.replace("objective: 99\n", "objective: 99\n        window: 1d\n"),
-     ("services[0].slos[1].window: long_window 3d of the default tier 3 (ticket 1x over 3d) is "
-      "longer than the SLO window 1d", "set services[0].slos[1].alerting.tiers")),
+    ("tier-longer-than-slo-window", BASE.replace("objective: 99\n", "objective: 99\n        window: 1d\n")
+     + "        alerting:\n          tiers:\n"
+     "            - {severity: ticket, burn_rate: 1, long_window: 3d}\n",
+     ("services[0].slos[1].alerting.tiers[0].long_window: long_window 3d is "
+      "longer than the SLO window 1d", "shorter long_window")),
     ("wrong-api-version", BASE.replace("jaxobs/v1", "jaxobs/v2"),
      ("apiVersion: unsupported apiVersion 'jaxobs/v2'", "use 'apiVersion: jaxobs/v1'")),
     ("wrong-kind", BASE.replace("kind: SLOSpec", "kind: PrometheusRule"),
      ("kind: unsupported kind 'PrometheusRule'", "use 'kind: SLOSpec'")),
     ("no-services", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices: []\n",
      ("services: the list of services is empty", "add at least one service")),
-    ("service-without-slos", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: x\n",
-     ("services[0].slos: is required",)),
+    ("slos-not-a-list", "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices:\n  - name: x\n"
+     "    slos: availability\n", ("services[0].slos: expected a list of SLOs",)),
+    ("group-by-an-sli-label", BASE + "        group_by: [service]\n",
+     ("services[0].slos[1].group_by[0]: label 'service' is set by jaxobs itself",)),
+    ("bad-low-traffic", BASE + "        alerting:\n          tiers:\n"
+     "            - {severity: page, burn_rate: 3, long_window: 1h, low_traffic: mute}\n",
+     ("services[0].slos[1].alerting.tiers[0].low_traffic: unknown low-traffic action 'mute'",
+      "use one of: ticket, silent")),
+    ("bad-severity-labels", BASE + "alerting:\n  severity_labels: p1-p2\n",
+     ("alerting.severity_labels: unknown severity convention 'p1-p2'", "critical-warning")),
     ("reserved-label", BASE.replace("  - name: inference\n",
                                     "  - name: inference\n    labels: {severity: low}\n"),
      ("services[0].labels.severity: label 'severity' is set by jaxobs itself", "rename it")),
@@ -250,3 +260,64 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"missing\.yaml: \(file\): no such file\. Fix: check the path"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def test_default_ladder_scales_with_the_window_and_keeps_the_budget_shares() -> None:
+    """Each tier fires after the same share of the budget whatever the SLO window."""
+    assert default_tiers("30d") == DEFAULT_TIERS
+    assert [(t.factor, t.long_window, t.short_window) for t in DEFAULT_TIERS] == [
+        (14.4, "1h", "5m"), (6.0, "6h", "30m"), (3.0, "1d", "2h"), (1.0, "3d", "6h")]
+    for window in ("7d", "28d", "30d", "90d"):
+        shares = [round(t.factor * duration.seconds(t.long_window) / duration.seconds(window), 6)
+                  for t in default_tiers(window)]
+        assert shares == [0.02, 0.05, 0.1, 0.1], window
+    seven = default_tiers("7d")
+    assert [(t.severity, t.long_window) for t in seven] == [
+        ("page", "1h"), ("page", "1h24m"), ("ticket", "5h36m"), ("ticket", "16h48m")]
+
+
+def test_per_slo_and_per_tier_controls(tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, """\
+apiVersion: jaxobs/v1
+kind: SLOSpec
+alerting:
+  group_by: [cluster]
+  severity_labels: {page: P1, ticket: P3}
+outputs:
+  grafana_url: https://grafana.example/
+  prometheus_rule_labels: {release: kube-prometheus-stack}
+services:
+  - name: api
+    group_by: [cluster, env]
+    slos:
+      - name: legacy
+        objective: 99
+        enabled: false
+        sli: {availability: {}}
+      - name: quiet
+        objective: 99
+        record_only: true
+        group_by: []
+        sli: {availability: {}}
+      - name: availability
+        objective: 99.9
+        alerting:
+          no_data: false
+          tiers:
+            - {severity: page, burn_rate: 14.4, long_window: 1h, for: 0h, min_events: 20,
+               low_traffic: silent, labels: {team: core}}
+            - {severity: ticket, burn_rate: 1, long_window: 3d}
+        sli: {availability: {}}
+"""))
+    (service,) = spec.services
+    assert [s.name for s in service.slos] == ["quiet", "availability"]
+    quiet, availability = service.slos
+    assert quiet.record_only and not quiet.alerting and quiet.group_by == ()
+    assert availability.group_by == ("cluster", "env") and not availability.no_data
+    page = availability.tiers[0]
+    assert (page.for_, page.min_events, page.low_traffic, page.labels) == \
+        ("0s", 20, "silent", (("team", "core"),))
+    assert spec.outputs.severity("page") == "P1" and spec.outputs.grafana_url == \
+        "https://grafana.example"
+    assert dict(spec.outputs.prometheus_rule_labels) == {"release": "kube-prometheus-stack"}
+    assert spec.group_labels == ("cluster", "env")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jaxobs import catalog
 from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
 from jaxobs.exporter.scrape import Scraper, Source
 from jaxobs.exporter.sources import AppSource, Readiness, app_source
@@ -128,7 +129,13 @@ class Exporter:
         self.server = ExporterServer(config.http, Endpoints(metrics=self._metrics, readiness=self._readiness))
 
     def _metrics(self, timeout: float) -> _Families:
-        return _Families(self.scraper.collect(timeout))
+        families = self.scraper.collect(timeout)
+        if self.config.http.basic_auth_user:
+            from prometheus_client.core import CounterMetricFamily
+
+            spec = catalog.EXPORTER_AUTH_FAILURES
+            families.append(CounterMetricFamily(spec.base_name, spec.help, value=self.server.auth.failures))
+        return _Families(families)
 
     def _readiness(self) -> Readiness:
         if self.app is None:

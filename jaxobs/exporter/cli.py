@@ -32,6 +32,7 @@ from jaxobs.exporter.app import (
     port_in_use_message,
     resolve_collectors,
 )
+from jaxobs.exporter.tls import TlsConfigError, read_key_password
 
 
 @click.command("exporter")
@@ -57,10 +58,17 @@ from jaxobs.exporter.app import (
               default=5.0, show_default=True, help="Seconds a client has to send its request headers.")
 @click.option("--max-connections", envvar="JAXOBS_EXPORTER_MAX_CONNECTIONS", type=click.IntRange(1, 10000),
               default=64, show_default=True, help="Concurrent connections; more get an immediate 503.")
+@click.option("--max-connections-per-ip", envvar="JAXOBS_EXPORTER_MAX_CONNECTIONS_PER_IP",
+              type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="Concurrent connections from one client IP (0: half of --max-connections).")
 @click.option("--tls-cert", envvar="JAXOBS_EXPORTER_TLS_CERT", type=click.Path(exists=True, dir_okay=False),
               default=None, help="PEM certificate chain; serves HTTPS with --tls-key.")
 @click.option("--tls-key", envvar="JAXOBS_EXPORTER_TLS_KEY", type=click.Path(exists=True, dir_okay=False),
               default=None, help="PEM private key for --tls-cert.")
+@click.option("--tls-key-password-file", envvar="JAXOBS_EXPORTER_TLS_KEY_PASSWORD_FILE",
+              type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Password of an encrypted --tls-key (or set JAXOBS_EXPORTER_TLS_KEY_PASSWORD); "
+                   "the exporter never prompts.")
 @click.option("--basic-auth-user", envvar="JAXOBS_EXPORTER_BASIC_AUTH_USER", default=None,
               help="Require HTTP basic auth on /metrics (password from the file or "
                    "JAXOBS_EXPORTER_BASIC_AUTH_PASSWORD).")
@@ -72,7 +80,8 @@ from jaxobs.exporter.app import (
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url: str | None,
                      app_pid: int | None, collectors: str, tpu_address: str, scrape_timeout: float,
-                     request_timeout: float, max_connections: int, tls_cert: str | None, tls_key: str | None,
+                     request_timeout: float, max_connections: int, max_connections_per_ip: int,
+                     tls_cert: str | None, tls_key: str | None, tls_key_password_file: str | None,
                      basic_auth_user: str | None, basic_auth_password_file: str | None, nvml_module: str,
                      log_level: str) -> None:
     """Run the sidecar exporter: /metrics, /healthz, /readyz."""
@@ -80,13 +89,18 @@ def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     password = _read_password(basic_auth_password_file)
+    try:
+        key_password = read_key_password(tls_key_password_file)
+    except TlsConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     if basic_auth_user and not password:
         raise click.UsageError("--basic-auth-user needs --basic-auth-password-file or "
                                "JAXOBS_EXPORTER_BASIC_AUTH_PASSWORD")
     config = ExporterConfig(
         http=HttpConfig(address=address, port=port, request_timeout=request_timeout,
                         scrape_timeout=scrape_timeout, max_connections=max_connections,
-                        tls_cert=tls_cert, tls_key=tls_key, basic_auth_user=basic_auth_user,
+                        max_connections_per_ip=max_connections_per_ip, tls_cert=tls_cert, tls_key=tls_key,
+                        tls_key_password=key_password, basic_auth_user=basic_auth_user,
                         basic_auth_password=password),
         multiproc_dir=multiproc_dir, app_url=app_url, app_pid=app_pid,
         collectors=tuple(c.strip() for c in collectors.split(",")), nvml_module=nvml_module,
@@ -95,6 +109,9 @@ def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url
     try:
         resolve_collectors(config.collectors, nvml_module)
         exporter = Exporter(config)
+    except TlsConfigError as exc:
+        click.echo(f"jaxobs exporter: {exc}", err=True)
+        sys.exit(2)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:

@@ -23,6 +23,12 @@ Liveness comes from the lock each writer holds (``jaxobs/telemetry/liveness.py``
 so it works without a shared pid namespace.  Writers without a lock file are
 left alone unless the sidecar can see pids (``check_pids``).
 
+Files that cannot be read (torn, corrupt: see ``dbfile.py``) stay where they
+are, with their writer's lock file, and are retried at the next compaction.
+Archives are written with plain ``write`` calls, not ``mmap``: on a full
+``emptyDir`` that is an ``OSError`` (counted, the scrape goes on), not a
+``SIGBUS`` that kills the sidecar.
+
 Crash safety: the new archive is written to ``*.db.tmp`` files, then a journal
 naming the renames and deletions is written atomically, then applied, then
 removed.  A sidecar restarted mid-way replays the journal before reading, so a
@@ -32,18 +38,19 @@ compaction with reading (``MultiprocessSource.collect`` holds one lock for both)
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client.mmap_dict import MmapedDict
-
 from jaxobs import catalog
+from jaxobs.exporter.dbfile import SkippedFile, read_entries
 from jaxobs.telemetry import liveness
 
 ARCHIVE_PID = "archive"
@@ -144,27 +151,38 @@ class Compactor:
             if not locks:
                 return CompactionResult((), 0)
             dead = [path for pid in locks for path in by_pid[pid]]
-            self._archive(dead, [liveness.lock_path(self.directory, pid) for pid, fd in locks.items()
-                                 if fd is not None])
-            return CompactionResult(tuple(sorted(locks)), len(dead))
+            merged, kept = self._archive(dead)
+            finished = [liveness.lock_path(self.directory, pid) for pid, fd in locks.items()
+                        if fd is not None and not any(p in kept for p in by_pid[pid])]
+            self._commit(merged, [p for p in dead if p not in kept] + finished)
+            return CompactionResult(tuple(sorted(locks)), len(dead) - len(kept))
         finally:
             for fd in locks.values():
                 if fd is not None:
                     os.close(fd)
 
-    def _archive(self, dead: list[str], lock_files: list[str]) -> None:
-        # archive file name → {key: (value, timestamp)}, starting from the current archive
+    def _archive(self, dead: list[str]) -> tuple[dict[str, dict[str, Value]], set[str]]:
+        """The new archive contents (archive file name → key → value) and the dead files
+        that could not be read (they stay for the next compaction)."""
         merged: dict[str, dict[str, Value]] = {}
-        for path in sorted(dead, key=os.path.getmtime):
+        kept: set[str] = set()
+        for path in sorted(dead, key=_mtime):
             kind = _FILE.match(os.path.basename(path)).group(1)  # type: ignore[union-attr]
             mode = kind.split("_", 1)[1] if kind.startswith("gauge_") else ""
             if mode.startswith("live"):
+                continue
+            try:
+                entries = read_entries(path)
+            except FileNotFoundError:
+                continue
+            except SkippedFile:
+                kept.add(path)
                 continue
             name = f"{kind}_{ARCHIVE_PID}.db"
             target = merged.get(name)
             if target is None:
                 target = merged[name] = self._read_archive(name)
-            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(path):
+            for key, value, timestamp in entries:
                 if mode:
                     if _metric_name(key) in DROPPED_GAUGES:
                         continue
@@ -172,34 +190,64 @@ class Compactor:
                 else:
                     old = target.get(key, (0.0, 0.0))
                     target[key] = (old[0] + value, max(old[1], timestamp))
+        return merged, kept
+
+    def _commit(self, merged: dict[str, dict[str, Value]], doomed: list[str]) -> None:
+        """Write the archives aside, journal the swap, apply it."""
         renames = []
-        for name, values in merged.items():
-            final = os.path.join(self.directory, name)
-            tmp = final + ".tmp"
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            archive = MmapedDict(tmp)
-            try:
-                for key, (value, timestamp) in values.items():
-                    archive.write_value(key, value, timestamp)
-            finally:
-                archive.close()
-            renames.append([tmp, final])
-        plan = {"rename": renames, "delete": dead + lock_files}
-        journal = os.path.join(self.directory, JOURNAL)
-        with open(journal + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(plan, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(journal + ".tmp", journal)
+        try:
+            for name, values in merged.items():
+                final = os.path.join(self.directory, name)
+                _write_file(final + ".tmp", encode(values))
+                renames.append([final + ".tmp", final])
+            plan = {"rename": renames, "delete": doomed}
+            journal = os.path.join(self.directory, JOURNAL)
+            _write_file(journal + ".tmp", json.dumps(plan).encode())
+            os.replace(journal + ".tmp", journal)
+        except OSError:
+            for tmp, _ in renames:  # nothing was applied: leave the directory as it was
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
         self._apply(plan)  # type: ignore[arg-type]
 
     def _read_archive(self, name: str) -> dict[str, Value]:
         path = os.path.join(self.directory, name)
         try:
-            return {k: (v, ts) for k, v, ts, _ in MmapedDict.read_all_values_from_file(path)}
+            return {k: (v, ts) for k, v, ts in read_entries(path)}
         except FileNotFoundError:
             return {}
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def encode(values: dict[str, Value]) -> bytes:
+    """prometheus-client's multiprocess file layout (``mmap_dict.MmapedDict``): a used-bytes
+    header, then per entry a length, the UTF-8 key padded to 8 bytes, value and timestamp."""
+    body = []
+    for key, (value, timestamp) in values.items():
+        encoded = key.encode("utf-8")
+        padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+        body.append(struct.pack(f"i{len(padded)}sdd", len(encoded), padded, value, timestamp))
+    data = b"".join(body)
+    return struct.pack("i", 8 + len(data)) + b"\0" * 4 + data
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write and fsync with plain I/O: a full disk raises ``OSError`` here."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def compact_exited(compactor: Compactor) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from prometheus_client import mmap_dict
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,6 +38,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from jaxobs import catalog
 from jaxobs.exporter.collectors.host import pids_from_multiproc_dir_names
 from jaxobs.exporter.compaction import Compactor, compact_exited
+from jaxobs.exporter.dbfile import SKIP_REASONS, SkippedFile, read_entries
+from jaxobs.telemetry.multiproc_files import REASONS as DISABLED_REASONS
+from jaxobs.telemetry.multiproc_files import read_markers
+
+logger = logging.getLogger("jaxobs.exporter")
 
 #: What the proxy asks the app for: the classic text format, which the parser reads.
 PROXY_ACCEPT = "text/plain; version=0.0.4"
@@ -59,6 +65,10 @@ class CachedMultiprocessReader:
     itself is the library's; ``tests/test_exporter_scrape.py`` checks that the
     result equals ``MultiProcessCollector.merge`` on the same files, and if the
     library's internals move, :meth:`read` falls back to the public call.
+
+    Files are read one by one with :func:`jaxobs.exporter.dbfile.read_entries`:
+    a bad file (empty, corrupt, a FIFO, one changing under the read) is
+    skipped and counted in :attr:`skipped`, and the others are served.
     """
 
     #: Forget parsed keys when the cache is this many times the live key count (label churn).
@@ -66,9 +76,9 @@ class CachedMultiprocessReader:
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[str, str, dict[str, str], tuple[tuple[str, str], ...], str]] = {}
-        read_file = getattr(getattr(mmap_dict, "MmapedDict", None), "read_all_values_from_file", None)
-        accumulate = getattr(MultiProcessCollector, "_accumulate_metrics", None)
-        self._fast = read_file is not None and accumulate is not None
+        self._fast = getattr(MultiProcessCollector, "_accumulate_metrics", None) is not None
+        #: reason -> files skipped by the last read (see dbfile.SKIP_REASONS)
+        self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
 
     def _parse(self, key: str) -> tuple[str, str, dict[str, str], tuple[tuple[str, str], ...], str]:
         parsed = self._keys.get(key)
@@ -78,18 +88,28 @@ class CachedMultiprocessReader:
         return parsed
 
     def read(self, files: list[str]) -> list[Metric]:
-        if not self._fast:
-            return list(MultiProcessCollector.merge(files, accumulate=True))
-        metrics: dict[str, Metric] = {}
-        live = 0
+        skipped = dict.fromkeys(SKIP_REASONS, 0)
+        readable: list[tuple[str, list[tuple[str, float, float]]]] = []
         for path in files:
-            parts = os.path.basename(path).split("_")
-            typ = parts[0]
             try:
-                values = mmap_dict.MmapedDict.read_all_values_from_file(path)
+                readable.append((path, read_entries(path, known=self._keys)))
             except FileNotFoundError:  # removed by mark_process_dead between glob and read
                 continue
-            for key, value, timestamp, _ in values:
+            except SkippedFile as exc:
+                skipped[exc.reason] += 1
+                logger.debug("skipping %s", exc)
+        self.skipped = skipped
+        if not self._fast:
+            return list(MultiProcessCollector.merge([p for p, _ in readable], accumulate=True))
+        metrics: dict[str, Metric] = {}
+        live = 0
+        for path, values in readable:
+            parts = os.path.basename(path).split("_")
+            typ = parts[0]
+            if typ not in ("counter", "gauge", "histogram", "summary") or (typ == "gauge" and len(parts) < 3):
+                skipped["corrupt"] += 1
+                continue
+            for key, value, timestamp in values:
                 live += 1
                 metric_name, name, _labels, labels_key, help_text = self._parse(key)
                 metric = metrics.get(metric_name)
@@ -123,14 +143,32 @@ class MultiprocessSource:
             raise FileNotFoundError(f"multiprocess directory {self.path} does not exist")
         with self._compactor.lock:  # archive exited writers, then read: never both at once
             compact_exited(self._compactor)
-            return self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
+            families = self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
+        skipped = GaugeMetricFamily(catalog.EXPORTER_SKIPPED_FILES.name, catalog.EXPORTER_SKIPPED_FILES.help,
+                                    labels=["reason"])
+        for reason, count in self._reader.skipped.items():
+            skipped.add_metric([reason], count)
+        disabled = GaugeMetricFamily(catalog.APP_WRITERS_DISABLED.name, catalog.APP_WRITERS_DISABLED.help,
+                                     labels=["reason"])
+        markers = list(read_markers(self.path).values())
+        for reason in DISABLED_REASONS:
+            disabled.add_metric([reason], markers.count(reason))
+        families += [skipped, disabled]
+        if self._reader.skipped["changing"]:
+            # A file kept changing under two reads: what is served may be torn, so the app
+            # source is not healthy this scrape (first-seen wins over the scraper's up 1).
+            up = GaugeMetricFamily(catalog.COLLECTOR_UP.name, catalog.COLLECTOR_UP.help,
+                                   labels=list(catalog.COLLECTOR_UP.labels))
+            up.add_metric([self.name, ""], 0)
+            families.insert(0, up)
+        return families
 
     def readiness(self) -> Readiness:
         pattern = os.path.join(self.path, f"gauge_{catalog.READY.multiprocess_mode}_*.db")
-        files = sorted(glob.glob(pattern))
+        files = sorted(glob.glob(pattern))[:10_000]
         seen_dead = False
         for f in files:
-            if _ready_value(MultiProcessCollector.merge([f])) != 1:
+            if _ready_in_file(f) != 1:
                 continue
             pid = _pid_of(f)
             if self.check_pids and pid is not None and not _alive(pid):
@@ -155,6 +193,16 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return psutil.pid_exists(pid)
+
+
+def _ready_in_file(path: str) -> float | None:
+    """``jaxobs_ready`` in one file (non-blocking, validated read); None if absent or unreadable."""
+    try:
+        entries = read_entries(path)
+    except (OSError, SkippedFile):
+        return None
+    values = [v for key, v, _ in entries if json.loads(key)[1] == catalog.READY.name]
+    return max(values) if values else None
 
 
 def _ready_value(families: object) -> float | None:

@@ -8,7 +8,8 @@ Layout of the output::
 
     alerts/jaxobs.rules.yaml        plain Prometheus rules (recording + alerting)
     alerts/prometheusrule.yaml      the same groups as a prometheus-operator PrometheusRule
-    alerts/alertmanager.yml         routing, grouping and inhibition
+    alerts/alertmanager.yml         a standalone Alertmanager config (the demo's)
+    alerts/alertmanager-route.yml   the jaxobs sub-route, receivers and inhibitions to merge
     alerts/tests/*.test.yaml        promtool unit tests of every alert
     runbooks/<AlertName>.md         one runbook per generated alert
     dashboards/jaxobs-*.json        Grafana dashboards (jaxobs.generate.dashboards)
@@ -23,6 +24,7 @@ from jaxobs.slo.model import Spec
 RULES_PATH = "alerts/jaxobs.rules.yaml"
 PROMETHEUS_RULE_PATH = "alerts/prometheusrule.yaml"
 ALERTMANAGER_PATH = "alerts/alertmanager.yml"
+ALERTMANAGER_ROUTE_PATH = "alerts/alertmanager-route.yml"
 
 
 def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
@@ -38,6 +40,7 @@ def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
         RULES_PATH: rules.render_rules(spec, src),
         PROMETHEUS_RULE_PATH: rules.render_prometheus_rule(spec, src),
         ALERTMANAGER_PATH: alertmanager.render_alertmanager(spec, src),
+        ALERTMANAGER_ROUTE_PATH: alertmanager.render_route(spec, src),
         **promtests.build_tests(spec, src),
         **runbooks.build_runbooks(rules.alert_names(spec), src),
         **build_dashboards(spec),

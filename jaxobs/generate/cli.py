@@ -14,6 +14,9 @@ import click
 
 from jaxobs.slo.model import Spec
 
+#: Recording rules Sloth generates per SLO (8 window ratios + 7 metadata rules).
+SLOTH_RULES_PER_SLO = 15
+
 
 class BadInput(click.ClickException):
     """A usage-level error: one line, exit code 2."""
@@ -77,23 +80,35 @@ def generate_command(spec: Path, out: Path, check: bool) -> None:
 @click.command("check")
 @click.argument("spec", type=click.Path(path_type=Path))
 def check_command(spec: Path) -> None:
-    """Validate SPEC and summarise its services, SLOs, rules and alerts."""
+    """Validate SPEC and summarise its services, SLOs, rules and alerts.
+
+    Warnings (an SLO without a ticket tier, …) are printed but do not fail.
+    """
     from jaxobs.generate import rules
+    from jaxobs.slo.tiers_spec import policy_warnings
 
     model = _load(spec)
     click.echo(f"{spec}: valid ({len(model.services)} services)")
+    warnings = 0
     for service in model.services:
         selector = ",".join(f"{k}={v}" for k, v in service.target_selector)
         click.echo(f"service {service.name} (targets {selector})")
         for slo in service.slos:
             tiers = ", ".join(f"{t.severity} {t.factor:g}x {t.long_window}/{t.short_window}"
-                              for t in slo.tiers)
+                              for t in slo.tiers) if slo.alerting else "record only"
+            n_alerts = sum(1 for a in rules.slo_alerts(service) if dict(a.labels)["slo"] == slo.name)
             click.echo(f"  slo {slo.name}: {slo.objective:g}% over {slo.window}, "
                        f"{rules.sli_words(slo.sli)}; "
-                       f"{len(rules.recording_rules(service, slo))} recording rules; {tiers}")
+                       f"{len(rules.recording_rules(service, slo))} recording rules "
+                       f"(Sloth: {SLOTH_RULES_PER_SLO}), {n_alerts} alerts; {tiers}")
+            for warning in policy_warnings(slo):
+                warnings += 1
+                click.echo(f"  warning: {service.name}/{slo.name}: {warning}", err=True)
     alerts = rules.all_alerts(model)
     click.echo(f"{len(alerts)} alerting rules, {len(rules.alert_names(model))} alert names: "
                f"{', '.join(rules.alert_names(model))}")
+    if warnings:
+        click.echo(f"{warnings} warning(s)", err=True)
 
 
 @click.command("runbook")

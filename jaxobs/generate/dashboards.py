@@ -1,7 +1,7 @@
 """Grafana dashboards (executive, on-call, debug) as a pure function of the SLO spec.
 
 Built with Grafana's own ``grafana-foundation-sdk`` (the Grafana 12 build,
-dashboard schemaVersion 41; DESIGN.md §7).  The panels are data in
+dashboard schemaVersion 41).  The panels are data in
 :mod:`jaxobs.generate.panels`; this module only turns them into builder calls,
 adds the variables and links, and encodes deterministic JSON (sorted keys,
 stable UIDs and panel ids), so regenerating never changes an unchanged file.
@@ -12,20 +12,24 @@ stable UIDs and panel ids), so regenerating never changes an unchanged file.
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, common as common_b, dashboard as dash_b
-from grafana_foundation_sdk.builders import gauge, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, gauge, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as common_m, dashboard as dash_m
+from grafana_foundation_sdk.models import common as common_m
+from grafana_foundation_sdk.models import dashboard as dash_m
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from jaxobs import catalog
-from jaxobs.generate import panels as P, rules
+from jaxobs.generate import panel_rows, panels, rules
+from jaxobs.generate.names import ONCALL_DASHBOARD_TITLE
+from jaxobs.generate.names import dashboard_uid as _uid
 from jaxobs.slo.model import Spec
 
 __all__ = ["DASHBOARDS", "TAG", "build_dashboards", "dashboard_uid"]
@@ -40,7 +44,7 @@ class DashboardDef:
     key: str  # file name part: dashboards/jaxobs-<key>.json
     title: str
     description: str
-    rows: Callable[[Spec], tuple[P.Row, ...]]
+    rows: Callable[[Spec], tuple[panels.Row, ...]]
     time_from: str
     refresh: str
     variables: tuple[str, ...]  # from _VARIABLES below, in display order
@@ -50,21 +54,21 @@ DASHBOARDS: tuple[DashboardDef, ...] = (
     DashboardDef("executive", "jaxobs / Executive",
                  "Product health and cost: SLO status and error budget, success rate, "
                  "latency, throughput, accelerator utilization and cost per inference.",
-                 P.executive_rows, "now-7d", "5m", ("job", "service", COST_VARIABLE)),
-    DashboardDef("oncall", "jaxobs / On-call",
+                 panel_rows.executive_rows, "now-7d", "5m", ("job", "service", COST_VARIABLE)),
+    DashboardDef("oncall", ONCALL_DASHBOARD_TITLE,
                  "Incident triage: error rate and SLO burn, device memory and OOMs, compile "
                  "events and queue depth, in-flight requests, targets and versions.",
-                 P.oncall_rows, "now-3h", "30s", ("job", "service", "function")),
+                 panel_rows.oncall_rows, "now-3h", "30s", ("job", "service", "function")),
     DashboardDef("debug", "jaxobs / Debug",
                  "Root cause and tuning: per-function compilation, cache behaviour, kernel "
                  "latency, FLOP/s, fusions, memory and arrays, GPU/TPU details, goodput.",
-                 P.debug_rows, "now-6h", "1m", ("job", "service", "function")),
+                 panel_rows.debug_rows, "now-6h", "1m", ("job", "service", "function")),
 )
 
 
 def dashboard_uid(title: str) -> str:
     """A stable UID: a short hash of the title (as kubernetes-mixin does)."""
-    return hashlib.sha256(title.encode("utf-8")).hexdigest()[:16]
+    return _uid(title)
 
 
 def build_dashboards(spec: Spec) -> dict[str, str]:
@@ -91,11 +95,11 @@ def _variable(name: str, spec: Spec) -> cogbuilder.Builder[dash_m.VariableModel]
             "Prometheus jobs scraping jaxobs (the application or its sidecar).")
     if name == "service":
         return _query_variable(
-            "service", "Service", f"label_values({P.sel(catalog.REQUESTS)}, service)",
+            "service", "Service", f"label_values({panels.sel(catalog.REQUESTS)}, service)",
             "Services (jaxobs.request/step names).")
     if name == "function":
         return _query_variable(
-            "function", "Function", f"label_values({P.sel(catalog.CALLS)}, function)",
+            "function", "Function", f"label_values({panels.sel(catalog.CALLS)}, function)",
             "Instrumented (jaxobs.jit) functions.")
     if name == COST_VARIABLE:
         price = spec.dashboards.accelerator_cost_per_hour
@@ -108,7 +112,7 @@ def _variable(name: str, spec: Spec) -> cogbuilder.Builder[dash_m.VariableModel]
 
 
 # --- panels ---------------------------------------------------------------------------
-_PANEL_BUILDERS = {
+_PANEL_BUILDERS: dict[str, Any] = {
     "timeseries": timeseries.Panel,
     "stat": stat.Panel,
     "gauge": gauge.Panel,
@@ -117,7 +121,7 @@ _PANEL_BUILDERS = {
 }
 
 
-def _panel(p: P.Panel, panel_id: int, spec: Spec) -> cogbuilder.Builder[dash_m.Panel]:
+def _panel(p: panels.Panel, panel_id: int, spec: Spec) -> cogbuilder.Builder[dash_m.Panel]:
     b = (_PANEL_BUILDERS[p.kind]().id(panel_id).title(p.title).description(p.description)
          .datasource(DATASOURCE).unit(p.unit).span(p.width).height(p.height))
     for i, query in enumerate(p.queries):

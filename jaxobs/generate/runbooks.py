@@ -1,11 +1,11 @@
 """Runbooks: one Markdown page per alert, rendered from data.
 
 Each alert's ``runbook_url`` points at ``runbooks/<AlertName>.md``.  The content
-lives in :data:`RUNBOOKS` — what the alert means, what to check first (PromQL
-over catalog names), mitigations and escalation — drawn from the seed guide's
-failure modes (F1–F7), metrics (M1–M10) and incident checklist.  The renderer is
-a pure function, so ``jaxobs generate`` and ``jaxobs runbook NAME`` print the
-same text and regeneration is byte-identical.
+lives in :data:`RUNBOOKS`: what the alert means, what to check first (PromQL
+over catalog names and the SLO recording rules, with only placeholders the
+alert itself carries), mitigations and escalation.  The renderer is a pure
+function, so ``jaxobs generate`` and ``jaxobs runbook NAME`` print the same text
+and regeneration is byte-identical.
 
 To change a runbook, edit its entry here and run ``jaxobs generate``.
 """
@@ -16,14 +16,18 @@ import difflib
 from dataclasses import dataclass
 
 from jaxobs import catalog as c
-from jaxobs.generate import rules as r
+from jaxobs.generate import names as r
+from jaxobs.generate import promql
 from jaxobs.generate.render import header_line
+from jaxobs.generate.resources import COLD, MISS, OOM, RECOMPILE
+from jaxobs.generate.sli import STEADY
 
-JOB = 'job="$job"'
+#: Placeholders, each filled from the alert: ``$service`` and ``$slo`` are its labels,
+#: ``$targets`` its ``targets`` annotation (the service's scrape-target matchers).
+JOB = "$targets"
 SVC = 'service="$service"'
-DEVICE = 'device="$device"'
-PLACEHOLDERS = ("Replace `$job`, `$service`, `$slo` and `$device` with the labels of the alert "
-                "(or pick them in the on-call dashboard).")
+PLACEHOLDERS = ("Fill in `$service` (and `$slo`) from the alert's labels and `$targets` from its "
+                "`targets` annotation (the service's scrape targets, e.g. `job=\"inference\"`).")
 
 
 @dataclass(frozen=True)
@@ -33,41 +37,51 @@ class Runbook:
     checks: tuple[tuple[str, str], ...]  # (what it tells you, PromQL)
     mitigations: tuple[str, ...]
     escalation: str
-    seed: str = ""  # the seed guide's failure modes / metrics this covers
 
 
 def _q(metric: str, *matchers: str) -> str:
-    return f"{metric}{{{','.join(matchers)}}}"
+    return promql.selector(metric, *matchers, ordered=True)
 
 
 RUNBOOKS: dict[str, Runbook] = {
     r.SLO_BURN: Runbook(
-        severity="page when the 1h/5m or 6h/30m windows burn faster than 14.4x/6x (default "
-                 "tiers), ticket for 3x over 1d/2h and 1x over 3d/6h; tiers are set per SLO in "
-                 "the spec",
+        severity="page when 2% of the budget is gone within the first tier's long window or "
+                 "5% within the second (for a 30-day SLO: 14.4x over 1h/5m, 6x over 6h/30m), "
+                 "ticket when 10% is gone within the third or fourth (3x over 1d/2h, 1x over "
+                 "3d/6h); the windows scale with the SLO window and each SLO can set its own "
+                 "tiers. A page tier with fewer than its minimum events (default 100) in the "
+                 "long window files a ticket instead, labelled `low_traffic=\"true\"`",
         meaning="An SLO of `$service` is spending its error budget faster than the objective "
                 "allows, over both a long and a short window, so the problem is real and still "
                 "happening. The `sli` label says what is bad: `availability` (failed requests), "
                 "`latency` (steady-state requests over the threshold; cold calls are excluded), "
                 "`cold_start` (requests that waited for a JIT compile) or `cache_hit` (calls "
-                "that missed the compile cache). The `window` label is the tier's long window.",
+                "that missed the compile cache). The `window` label is the tier's long window. "
+                "With `low_traffic=\"true\"` the long window held too few events to page on: "
+                "a handful of failed requests can burn this fast. Low-traffic options (SRE "
+                "workbook): generate synthetic traffic, merge small services into one SLO, "
+                "raise the tier's `min_events` or set `low_traffic: silent`, or lower the "
+                "objective.",
         checks=(
             ("How fast each window burns, and how much budget is left",
              f"{r.BURN_RATE}{{{SVC},slo=\"$slo\"}}\n{r.BUDGET_REMAINING}{{{SVC},slo=\"$slo\"}}"),
-            ("First question of the seed's incident checklist — compile-related or runtime? "
+            ("Bad and all events per second (the two rules every ratio, panel and alert "
+             "reads)",
+             f"{r.ERRORS_RATE}{{{SVC},slo=\"$slo\"}}\n{r.EVENTS_RATE}{{{SVC},slo=\"$slo\"}}"),
+            ("Compile-related or runtime? "
              "Compiles and cold requests right now",
              f"sum by (function, cause) (increase({_q(c.COMPILATIONS.name, JOB)}[15m]))\n"
-             f"sum(rate({_q(c.REQUEST_DURATION.name + '_count', SVC, r.COLD)}[5m]))"),
+             f"sum(rate({_q(c.REQUEST_DURATION.name + '_count', SVC, COLD)}[5m]))"),
             ("availability: which functions raise, and which error class (oom, compile, "
              "runtime, trace)",
              f"sum by (function, error) (rate({_q(c.ERRORS.name, JOB)}[5m]))"),
             ("latency: steady-state p99 against the threshold, and device time per function",
              f"histogram_quantile(0.99, sum by (le) (rate("
-             f"{_q(c.REQUEST_DURATION.name + '_bucket', SVC, r.STEADY)}[5m])))\n"
+             f"{_q(c.REQUEST_DURATION.name + '_bucket', SVC, STEADY)}[5m])))\n"
              f"histogram_quantile(0.99, sum by (le, function) (rate("
              f"{_q(c.KERNEL_DURATION.name + '_bucket', JOB)}[5m])))"),
             ("cache_hit / cold_start: miss ratio per function",
-             f"sum by (function) (rate({_q(c.CALLS.name, JOB, r.MISS)}[5m]))\n/\n"
+             f"sum by (function) (rate({_q(c.CALLS.name, JOB, MISS)}[5m]))\n/\n"
              f"sum by (function) (rate({_q(c.CALLS.name, JOB)}[5m]))"),
             ("Did something change? Versions across replicas and a deploy in progress",
              f"count by ({', '.join(c.BUILD_INFO.labels)}) ({_q(c.BUILD_INFO.name, JOB)})\n"
@@ -89,19 +103,18 @@ RUNBOOKS: dict[str, Runbook] = {
                    "below zero: open an incident and pull in the model owners (correctness, "
                    "numerical issues) and the infrastructure on-call (devices, drivers). "
                    "Tickets: the service owner reviews within a working day.",
-        seed="M1, M3, M6, M7, M8; F1–F3; incident checklist",
     ),
     r.DEVICE_MEMORY_HIGH: Runbook(
         severity="ticket",
         meaning="A device has had more than the threshold (default 80%) of its allocator limit "
                 "in use for 15 minutes. There is little headroom left for a larger batch, a new "
-                "shape or fragmentation: out-of-memory errors come next (F2, M4).",
+                "shape or fragmentation: out-of-memory errors come next.",
         checks=(
             ("Utilization per device",
              f"{_q(c.DEVICE_MEMORY_UTILIZATION.name, JOB)}"),
             ("In use, peak and limit in bytes",
-             f"{_q(c.DEVICE_MEMORY.name, JOB, DEVICE)}"),
-            ("Is it a leak? Live arrays and their bytes growing over hours (F5)",
+             f"{_q(c.DEVICE_MEMORY.name, JOB)}"),
+            ("Is it a leak? Live arrays and their bytes growing over hours",
              f"deriv({_q(c.LIVE_ARRAY_BYTES.name, JOB)}[1h])\n{_q(c.LIVE_ARRAYS.name, JOB)}"),
             ("Which functions need the most memory (XLA memory analysis)",
              f"topk(5, {_q(c.FUNCTION_PEAK_MEMORY.name, JOB)})"),
@@ -117,21 +130,20 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="If OOMs start (JaxobsOOMErrors), handle that first. Otherwise the service "
                    "owner plans capacity within the week.",
-        seed="M4, M5; F2, F5",
     ),
     r.OOM_ERRORS: Runbook(
         severity="ticket for any out-of-memory error in 10 minutes; page when at least half "
                  "of the instances (default) keep hitting OOMs for 10 minutes",
-        meaning=f"Instrumented calls raised out-of-memory errors (`{_q(c.ERRORS.name, r.OOM)}`): "
+        meaning=f"Instrumented calls raised out-of-memory errors (`{_q(c.ERRORS.name, OOM)}`): "
                 "the requests or steps that hit them failed. A page means "
-                "it is widespread and the service is failing (F2).",
+                "it is widespread and the service is failing.",
         checks=(
             ("Which functions, on which instances",
-             f"sum by (instance, function) (increase({_q(c.ERRORS.name, JOB, r.OOM)}"
+             f"sum by (instance, function) (increase({_q(c.ERRORS.name, JOB, OOM)}"
              f"[30m]))"),
             ("Memory headroom before the errors",
              f"max_over_time({_q(c.DEVICE_MEMORY_UTILIZATION.name, JOB)}[1h])"),
-            ("Live arrays growing (host keeps device arrays alive, F5)",
+            ("Live arrays growing (host keeps device arrays alive)",
              f"{_q(c.LIVE_ARRAY_BYTES.name, JOB)}"),
             ("Did a new shape compile a bigger program?",
              f"sum by (function, cause) (increase({_q(c.COMPILATIONS.name, JOB)}[1h]))\n"
@@ -148,16 +160,15 @@ RUNBOOKS: dict[str, Runbook] = {
         escalation="Page: open an incident if restarting and reducing the batch do not stop "
                    "the errors within 15 minutes; involve the model owners. Ticket: the "
                    "service owner investigates within a working day.",
-        seed="M4, M7; F2, F5",
     ),
     r.CACHE_HIT_LOW: Runbook(
         severity="ticket",
         meaning="Over 30 minutes, fewer than the threshold (default 95%) of the calls of a "
                 "function were served by an already compiled executable, with enough calls to "
-                "judge. Each miss is a compile on the request path (M6, F3).",
+                "judge. Each miss is a compile on the request path.",
         checks=(
             ("Hit ratio per function",
-             f"1 - sum by (function) (rate({_q(c.CALLS.name, JOB, r.MISS)}[30m]))\n/\n"
+             f"1 - sum by (function) (rate({_q(c.CALLS.name, JOB, MISS)}[30m]))\n/\n"
              f"sum by (function) (rate({_q(c.CALLS.name, JOB)}[30m]))"),
             ("Why it recompiles: causes (shape, dtype, static_arg, sharding)",
              f"sum by (function, cause) (increase({_q(c.COMPILATIONS.name, JOB)}[1h]))"),
@@ -176,15 +187,14 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Ticket for the model owners; it becomes urgent only if the latency or "
                    "cold-start SLO burns (JaxobsErrorBudgetBurn).",
-        seed="M6; F3; mistakes 3 and 24",
     ),
     r.COLD_START_HIGH: Runbook(
         severity="ticket",
         meaning="More than the threshold (default 1%) of the requests of `$service` waited for "
-                "a JIT compile over 30 minutes. In steady state almost none should (M8, F1).",
+                "a JIT compile over 30 minutes. In steady state almost none should.",
         checks=(
             ("Cold-start ratio",
-             f"sum(rate({_q(c.REQUEST_DURATION.name + '_count', SVC, r.COLD)}[30m]))\n/\n"
+             f"sum(rate({_q(c.REQUEST_DURATION.name + '_count', SVC, COLD)}[30m]))\n/\n"
              f"sum(rate({_q(c.REQUEST_DURATION.name + '_count', SVC)}[30m]))"),
             ("Which functions compile, and why",
              f"sum by (function, cause) (increase({_q(c.COMPILATIONS.name, JOB)}[1h]))"),
@@ -205,16 +215,15 @@ RUNBOOKS: dict[str, Runbook] = {
         escalation="Ticket for the service owner. Deploys are excluded (inhibited while "
                    "JaxobsDeployInProgress fires); if it fires outside deploys for days, "
                    "review autoscaling.",
-        seed="M2, M8; F1; mistake 1",
     ),
     r.RECOMPILATION_STORM: Runbook(
         severity="ticket",
         meaning="A function recompiled more often than the threshold (default 10 per minute, "
                 "first compiles not counted) for 10 minutes: every call with a new shape, "
-                "dtype or static argument pays for a compile and host CPU spikes (F3).",
+                "dtype or static argument pays for a compile and host CPU spikes.",
         checks=(
             ("Recompiles per minute, by cause",
-             f"sum by (function, cause) (rate({_q(c.COMPILATIONS.name, JOB, r.RECOMPILE)}"
+             f"sum by (function, cause) (rate({_q(c.COMPILATIONS.name, JOB, RECOMPILE)}"
              f"[5m])) * 60"),
             ("Compile time spent",
              f"sum by (function) (rate({_q(c.COMPILE_DURATION.name + '_sum', JOB)}[5m]))"),
@@ -230,13 +239,12 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Ticket for the model owners; if it drives the latency SLO, the SLO alert "
                    "pages separately.",
-        seed="F3; M2, M6; mistakes 3 and 24",
     ),
     r.CONCURRENT_COMPILATION: Runbook(
         severity="ticket",
         meaning="Several replicas (default 3 or more) compiled the same function within 5 "
                 "minutes: a thundering compilation. Every replica pays the same compile, "
-                "usually because nothing shares compiled executables (F6).",
+                "usually because nothing shares compiled executables.",
         checks=(
             ("Replicas compiling each function",
              f"count by (function) (max_over_time("
@@ -257,7 +265,6 @@ RUNBOOKS: dict[str, Runbook] = {
             "inhibited.",
         ),
         escalation="Ticket for the platform owners of the compilation cache.",
-        seed="F6; mistake 17",
     ),
     r.TARGET_DOWN: Runbook(
         severity="ticket for one target down 5 minutes; page when every target of the service "
@@ -281,7 +288,6 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Page (all targets down): treat as an outage of the service; open an "
                    "incident. Ticket: the service owner checks within hours.",
-        seed="observability pitfalls",
     ),
     r.COLLECTOR_DOWN: Runbook(
         severity="ticket",
@@ -305,13 +311,12 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Ticket for the platform owners; escalate to the hardware team if the "
                    "device is missing.",
-        seed="observability pitfalls; dcgm-exporter lessons (DESIGN §7)",
     ),
     r.GPU_XID: Runbook(
         severity="ticket",
         meaning="NVML reported XID errors on a GPU: driver-level faults such as memory page "
                 "retirement, ECC, a hung or fallen-off-the-bus GPU. Kernels on it may fail or "
-                "return garbage (F7).",
+                "return garbage.",
         checks=(
             ("XID codes per GPU",
              f"increase({_q(c.GPU_XID_ERRORS.name, JOB)}[1h])"),
@@ -324,17 +329,16 @@ RUNBOOKS: dict[str, Runbook] = {
             "Look up the XID code in NVIDIA's XID table: 79 (fallen off the bus), 48/63/64 "
             "(ECC), 13/31/43 (often application faults).",
             "Cordon and drain the node for hardware XIDs; reset or replace the GPU.",
-            "If they started with a driver upgrade, pin the previous driver (F7).",
+            "If they started with a driver upgrade, pin the previous driver.",
         ),
         escalation="Ticket for the infrastructure/hardware on-call; page them only if several "
                    "nodes are affected and the SLO burns.",
-        seed="F7; mistake 10",
     ),
     r.BUILD_MISMATCH: Runbook(
         severity="ticket",
         meaning="The replicas of `$service` run different jax, jaxlib, backend, driver, CUDA "
                 "or jaxobs versions for 30 minutes (outside a deploy). Mixed runtimes compile "
-                "different kernels and behave differently (F7).",
+                "different kernels and behave differently.",
         checks=(
             ("The version sets and how many replicas run each",
              f"count by ({', '.join(c.BUILD_INFO.labels)}) ({_q(c.BUILD_INFO.name, JOB)})"),
@@ -348,15 +352,16 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Ticket for the service owner; the platform owners if nodes run different "
                    "drivers.",
-        seed="F7; pre-production checklist (pin versions)",
     ),
     r.DEPLOY_IN_PROGRESS: Runbook(
         severity="ticket label for routing only; Alertmanager sends it to the `blackhole` "
                  "receiver, so nobody is notified",
         meaning=f"A deploy window of `$service` is open (`{c.DEPLOY_IN_PROGRESS.name} == 1`, or it "
                 "was within the grace window, default 10 minutes). While it fires, Alertmanager "
-                "inhibits compile and version alerts of the same service: a rollout compiles "
-                "everything once and runs mixed versions for a while.",
+                "inhibits compile and version alerts of the same service (and the same grouping "
+                "labels, such as `env`): a rollout compiles everything once and runs mixed "
+                "versions for a while. After the maximum duration (default 2 hours) it stops, "
+                "and JaxobsDeployWindowStuck files a ticket.",
         checks=(
             ("Who set the window, and since when",
              f"{_q(c.DEPLOY_IN_PROGRESS.name, JOB)}"),
@@ -369,7 +374,57 @@ RUNBOOKS: dict[str, Runbook] = {
             "delete it, or compile alerts stay silenced.",
         ),
         escalation="None; if the window stays open for hours, tell the deploy tooling owners.",
-        seed="mistake 8 (alerts during deploy windows); noise reduction tactics",
+    ),
+    r.SLO_NO_DATA: Runbook(
+        severity="page when the SLO has a page tier, otherwise ticket; it waits as long as the "
+                 "fastest page tier would take to notice a total outage (2 minutes to 1 hour)",
+        meaning="The SLO of `$service` named `$slo` has no SLI data: the recording rule of its "
+                f"event rate (`{r.EVENTS_RATE}`) has no series. Either the SLI's metrics are "
+                "gone (renamed or relabelled, the instrumentation was removed, a relabelling "
+                "rule drops them) or the service's targets left service discovery (nodes "
+                "reclaimed, pods Pending, the scrape config no longer selects them). While "
+                "this fires, the SLO's burn-rate alerts cannot fire.",
+        checks=(
+            ("Are the targets still discovered and up?",
+             f"{r.UP}{{$targets}}\ncount({r.UP}{{$targets}} == 1)"),
+            ("Do the SLI's metrics still exist under these labels?",
+             f"count by (service, outcome) ({_q(c.REQUESTS.name, JOB)})\n"
+             f"count by (service, start) ({_q(c.REQUEST_DURATION.name + '_count', JOB)})"),
+            ("When did the event rate last have a value?",
+             f"timestamp({r.EVENTS_RATE}{{{SVC},slo=\"$slo\"}})"),
+        ),
+        mitigations=(
+            "Targets gone: check the scheduler (pending pods, reclaimed or preempted nodes) "
+            "and the scrape config / PodMonitor selector; bring the service back first.",
+            "Metrics renamed: if a deploy changed the `service` label or metric names, roll "
+            "back or update the SLO spec (`jaxobs generate`) to the new names.",
+            "A service that is meant to be idle or gone: set `alerting: {no_data: false}` on "
+            "its SLOs, or `enabled: false`.",
+        ),
+        escalation="Treat a page as an outage you cannot see: open an incident if the targets "
+                   "are gone. A ticket: the service owner fixes the instrumentation within a "
+                   "working day.",
+    ),
+    r.DEPLOY_STUCK: Runbook(
+        severity="ticket",
+        meaning=f"`{c.DEPLOY_IN_PROGRESS.name}` of `$service` has been 1 for longer than the "
+                "maximum deploy duration (default 2 hours). Past it, the deploy window stops "
+                "inhibiting compile and version alerts, so a forgotten marker cannot mute them "
+                "forever.",
+        checks=(
+            ("Who set the window, and since when",
+             f"{_q(c.DEPLOY_IN_PROGRESS.name, JOB)}\n"
+             f"timestamp({_q(c.DEPLOY_IN_PROGRESS.name, JOB)})"),
+            ("Is a rollout still running? Versions across replicas",
+             f"count by ({', '.join(c.BUILD_INFO.labels)}) ({_q(c.BUILD_INFO.name, JOB)})"),
+        ),
+        mitigations=(
+            "If no deploy runs, clear the marker (delete the Pushgateway group, or set the "
+            "gauge to 0 in the process).",
+            "If a rollout is genuinely this slow, raise `resources.deploy_max_duration` in the "
+            "SLO spec and regenerate.",
+        ),
+        escalation="Ticket for the deploy tooling owners.",
     ),
 }
 
@@ -392,8 +447,7 @@ def render_runbook(name: str) -> str:
     rb = RUNBOOKS[name]
     parts = [
         f"# {name}\n",
-        f"**Severity:** {rb.severity}.  \n**Seed guide:** {rb.seed}.\n" if rb.seed
-        else f"**Severity:** {rb.severity}.\n",
+        f"**Severity:** {rb.severity}.\n",
         f"## What it means\n\n{rb.meaning}\n",
         f"## What to check first\n\n{PLACEHOLDERS}\n\n{_numbered(rb.checks)}",
         "## Mitigations\n\n" + "".join(f"- {m}\n" for m in rb.mitigations),

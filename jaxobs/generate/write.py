@@ -80,7 +80,7 @@ def sync(root: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
 
 def diff(root: Path, files: dict[str, str]) -> str:
     """A unified diff from what is under ``root`` to what would be generated ("" if current)."""
-    chunks = []
+    chunks: list[str] = []
     for rel, text in sorted(files.items()):
         current = _read(root / rel)
         if current != text:

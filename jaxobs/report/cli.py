@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from jaxobs.report.render import write_report
-from jaxobs.report.sources import from_prometheus, from_snapshot, read_snapshot
+from jaxobs.report.sources import SNAPSHOT_DEADLINE_SECONDS, from_prometheus, from_snapshot, read_snapshot
 from jaxobs.slo import duration
 
 
 def _objectives_from_spec(path: str) -> dict[str, float]:
-    from jaxobs.slo.spec import load_spec
+    from jaxobs.slo.spec import SpecError, load_spec
 
-    spec = load_spec(path)
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
     return {svc.name: slo.objective for svc in spec.services for slo in svc.slos
             if slo.sli.kind == "availability"}
 
@@ -28,6 +32,8 @@ def _objectives_from_spec(path: str) -> dict[str, float]:
               help="With --prometheus: how far back (a Prometheus duration).")
 @click.option("--objective", default=99.9, show_default=True,
               help="Availability objective (percent) when no SLO rules or --spec say otherwise.")
+@click.option("--timeout", "timeout", type=float, default=SNAPSHOT_DEADLINE_SECONDS, show_default=True,
+              help="With a --snapshot URL: total seconds to fetch it (the page is also capped at 64 MiB).")
 @click.option("--spec", type=click.Path(dir_okay=False, exists=True),
               help="With --snapshot: take each service's availability objective from this SLO spec.")
 @click.option("-o", "--out", default="jaxobs-report.png", show_default=True,
@@ -35,10 +41,15 @@ def _objectives_from_spec(path: str) -> dict[str, float]:
 @click.option("--format", "fmt", type=click.Choice(["png", "html"]), default=None,
               help="Override the format the suffix implies.")
 def report_command(prometheus_url: str | None, snapshot: str | None, range_: str, objective: float,
-                   spec: str | None, out: str, fmt: str | None) -> None:
+                   timeout: float, spec: str | None, out: str, fmt: str | None) -> None:
     """Render a latency histogram, compile-time breakdown and burn-rate chart to PNG or HTML."""
     if bool(prometheus_url) == bool(snapshot):
         raise click.UsageError("pass exactly one of --prometheus URL or --snapshot FILE|URL")
+    if not (math.isfinite(objective) and 0 < objective < 100):
+        raise click.ClickException(f"--objective {objective:g} is not a percentage strictly between 0 "
+                                   f"and 100; pass e.g. 99.9")
+    if not (math.isfinite(timeout) and 0 < timeout <= 3600):
+        raise click.ClickException(f"--timeout {timeout:g} must be a number of seconds in (0, 3600]")
     try:
         range_seconds = duration.seconds(range_)
     except ValueError as exc:
@@ -47,10 +58,7 @@ def report_command(prometheus_url: str | None, snapshot: str | None, range_: str
         data = from_prometheus(prometheus_url, range_seconds, objective)
     else:
         assert snapshot is not None
-        try:
-            text = read_snapshot(snapshot)
-        except OSError as exc:
-            raise click.ClickException(f"cannot read {snapshot}: {exc}") from None
+        text = read_snapshot(snapshot, deadline_seconds=timeout)  # SnapshotError is one line
         objectives = _objectives_from_spec(spec) if spec else None
         data = from_snapshot(text, snapshot, objectives, objective)
     path = write_report(data, Path(out), fmt)

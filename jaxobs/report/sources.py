@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import os
+import stat
 import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import click
@@ -28,23 +30,101 @@ from jaxobs.slo import duration
 # --- source: a /metrics snapshot -----------------------------------------------------
 
 
-def read_snapshot(where: str) -> str:
-    """The text of a saved ``/metrics`` file, or fetched from its URL."""
+#: Largest snapshot read (the sidecar's proxy limit): a bigger page is not a /metrics page.
+SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
+#: Total seconds to fetch a snapshot URL, however slowly the server dribbles bytes.
+SNAPSHOT_DEADLINE_SECONDS = 30.0
+#: Longest wait for any single read; the total deadline is checked between reads.
+_READ_TIMEOUT = 5.0
+
+
+class SnapshotError(click.ClickException):
+    """A snapshot that cannot be read or parsed: one line naming it and what is wrong."""
+
+
+def read_snapshot(where: str, *, max_bytes: int = SNAPSHOT_MAX_BYTES,
+                  deadline_seconds: float = SNAPSHOT_DEADLINE_SECONDS) -> str:
+    """The text of a saved ``/metrics`` file, or fetched from its URL, within size and time limits."""
     if where.startswith(("http://", "https://")):
-        with urllib.request.urlopen(where, timeout=10) as resp:
-            return str(resp.read().decode())
-    return Path(where).read_text(encoding="utf-8")
+        data = _fetch(where, max_bytes, deadline_seconds)
+    else:
+        data = _read_file(where, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(f"{where}: not UTF-8 text (byte {exc.start}); "
+                            f"pass a saved /metrics page or its URL") from None
+
+
+def _too_big(where: str, max_bytes: int) -> SnapshotError:
+    return SnapshotError(f"{where}: more than {max_bytes:,} bytes; a /metrics page is far smaller "
+                         f"(is this the right URL or file?)")
+
+
+def _fetch(url: str, max_bytes: int, deadline_seconds: float) -> bytes:
+    deadline = time.monotonic() + deadline_seconds
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with urllib.request.urlopen(url, timeout=min(_READ_TIMEOUT, deadline_seconds)) as resp:  # noqa: S310
+            while True:  # ends: each turn reads >= 1 byte or stops; the deadline and size cap bound it
+                if time.monotonic() > deadline:
+                    raise SnapshotError(f"{url}: not complete after {deadline_seconds:g}s "
+                                        f"({size:,} bytes so far); is the server stalled?")
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_big(url, max_bytes)
+                chunks.append(chunk)
+    except SnapshotError:
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise SnapshotError(f"cannot read {url}: {exc}") from None
+    return b"".join(chunks)
+
+
+def _read_file(path: str, max_bytes: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SnapshotError(f"{path}: not a regular file; pass a saved /metrics page")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise _too_big(path, max_bytes)
+    return data
+
+
+def _rows(text: str, source: str) -> list[tuple[str, dict[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows: list[tuple[str, dict[str, str], float]] = []
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                le = s.labels.get("le")
+                if le is not None and le not in ("+Inf", "Inf"):
+                    float(le)  # a bucket bound must be a number
+                rows.append((s.name, dict(s.labels), float(s.value)))
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        line = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        raise SnapshotError(f"{source}: not Prometheus text exposition format ({line})") from None
+    return rows
 
 
 def from_snapshot(text: str, source: str, objectives: dict[str, float] | None = None,
                   default_objective: float = 99.9) -> ReportData:
     """Report data from one exposition (text format).  Burn is since process start per service."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    rows: list[tuple[str, dict[str, str], float]] = []
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            rows.append((s.name, dict(s.labels), float(s.value)))
+    rows = _rows(text, source)
     compile_rows = [(labels, v) for name, labels, v in rows
                     if name == catalog.COMPILE_DURATION.name + "_sum"]
     totals: dict[str, dict[str, float]] = defaultdict(lambda: {"ok": 0.0, "error": 0.0})
@@ -82,7 +162,13 @@ class PrometheusAPI:
         full = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(full, timeout=self.timeout) as resp:
-                body = json.loads(resp.read().decode())
+                raw = resp.read(SNAPSHOT_MAX_BYTES + 1)
+            if len(raw) > SNAPSHOT_MAX_BYTES:
+                raise click.ClickException(f"Prometheus at {self.url} answered more than "
+                                           f"{SNAPSHOT_MAX_BYTES:,} bytes for {params.get('query')!r}")
+            body = json.loads(raw.decode())
+        except (ValueError, http.client.HTTPException) as exc:
+            raise click.ClickException(f"Prometheus at {self.url} did not answer JSON: {exc}") from None
         except OSError as exc:
             raise click.ClickException(f"cannot query Prometheus at {self.url}: {exc}") from None
         if body.get("status") != "success":

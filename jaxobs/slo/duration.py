@@ -19,6 +19,8 @@ UNITS: tuple[tuple[str, int], ...] = (
     ("s", 1),
 )
 _OUTPUT_UNITS = tuple(u for u in UNITS if u[0] != "w")
+#: Prometheus stores a duration as int64 nanoseconds: about 292 years.
+MAX_SECONDS = (2**63 - 1) // 10**9
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -32,9 +34,13 @@ def seconds(text: str) -> int:
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration; use a number and a unit "
                          f"({', '.join(u for u, _ in UNITS)}), e.g. 5m, 1h, 30d")
+    if any(g and len(g) > 15 for g in match.groups()):
+        raise ValueError(f"{text[:40]!r} is longer than Prometheus accepts (at most {MAX_SECONDS // 86400}d)")
     total = sum(int(g or 0) * size for g, (_, size) in zip(match.groups(), UNITS, strict=True))
     if total == 0:
         raise ValueError(f"{text!r} is zero; a window must be longer than that")
+    if total > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than Prometheus accepts (at most {MAX_SECONDS // 86400}d)")
     return total
 
 

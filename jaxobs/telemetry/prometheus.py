@@ -39,6 +39,14 @@ from prometheus_client.utils import floatToGoString
 
 from jaxobs import catalog
 from jaxobs.telemetry.internal_errors import internal_error_counts, report_internal_error
+from jaxobs.telemetry.multiproc_files import (
+    SpaceReserver,
+    WriterDisabled,
+    check_directory,
+    entry_bytes,
+    reason_of,
+    write_marker,
+)
 from jaxobs.telemetry.recorder import CounterSeries, Family, GaugeSeries, HistogramSeries, Recorder
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -132,6 +140,13 @@ class MultiprocessFlusher:
     ``collectors`` are in-process collectors (device memory, live arrays) whose
     gauge samples are copied too, so the sidecar sees them through the shared
     directory like everything else.
+
+    Space for every new series is reserved before prometheus-client's mmap
+    touches it (:mod:`jaxobs.telemetry.multiproc_files`).  The first failure —
+    full disk, unwritable or missing directory — disables the writer for good:
+    it is counted as ``jaxobs_internal_errors_total{component="multiprocess_write"}``,
+    a marker file tells the sidecar, and :func:`start_http_server` serves this
+    process's metrics in-process instead.
     """
 
     def __init__(self, recorder: Recorder, interval: float = 1.0,
@@ -145,11 +160,26 @@ class MultiprocessFlusher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jaxobs-multiproc-flush", daemon=True)
+        self._reserver = SpaceReserver()
+        self.directory = os.environ.get(MULTIPROC_ENV, "")
+        #: Why writing stopped (one of multiproc_files.REASONS), or None while it works.
+        self.disabled: str | None = None
+        try:
+            check_directory(self.directory)
+        except WriterDisabled as exc:
+            self._disable(exc)
 
     def start(self) -> MultiprocessFlusher:
-        self._thread.start()
-        atexit.register(self.close)
+        if self.disabled is None:
+            self._thread.start()
+            atexit.register(self.close)
         return self
+
+    def _disable(self, exc: BaseException) -> None:
+        self.disabled = reason_of(exc)
+        report_internal_error("multiprocess_write", exc)
+        write_marker(self.directory, os.getpid(), self.disabled, str(exc))
+        self._reserver.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -167,25 +197,41 @@ class MultiprocessFlusher:
             cls = _multiprocess_value_class()
             typ = spec.type
             mode = spec.multiprocess_mode if typ == "gauge" else ""
-            value = cls(typ, spec.base_name, sample, labelnames, labelvalues, spec.help,
-                        multiprocess_mode=mode)
+            from prometheus_client.mmap_dict import mmap_key
+
+            prefix = f"{typ}_{mode}" if typ == "gauge" else typ
+            try:
+                self._reserver.reserve(os.path.join(self.directory, f"{prefix}_{os.getpid()}.db"),
+                                       entry_bytes(mmap_key(spec.base_name, sample, list(labelnames),
+                                                            list(labelvalues), spec.help)))
+                value = cls(typ, spec.base_name, sample, labelnames, labelvalues, spec.help,
+                            multiprocess_mode=mode)
+            except OSError as exc:
+                raise WriterDisabled(reason_of(exc), f"{self.directory}: {exc}") from exc
             self._values[key] = value
         return value
 
     def flush(self) -> None:
-        """Write what changed since the last flush (idempotent; safe from any thread).
+        """Write what changed since the last flush (idempotent; safe from any thread; a
+        no-op once disabled).
 
         Cost is proportional to the series that changed, plus one cheap version
         read per series: an idle function costs a few attribute reads, not a
         snapshot and a dozen mmap writes.
         """
+        if self.disabled is not None:
+            return
         try:
             with self._lock:
+                if self.disabled is not None:
+                    return
                 sync_internal_errors(self.recorder)
                 for family in self.recorder.families():
                     self._flush_family(family)
                 for collector in self.collectors:
                     self._flush_collector(collector)
+        except WriterDisabled as exc:  # full disk, directory gone or read-only: stop writing files
+            self._disable(exc)
         except Exception as exc:
             report_internal_error("multiprocess_flush", exc)
 
@@ -283,36 +329,114 @@ def flush_multiprocess() -> None:
         flusher.flush()
 
 
-class PortInUseError(OSError):
+def multiprocess_disabled() -> str | None:
+    """Why this process stopped writing multiprocess files (``no_space``…), or None."""
+    for flusher in list(_flushers.values()):
+        if flusher.disabled is not None:
+            return flusher.disabled
+    return None
+
+
+class _MultiprocessOrLocal(Collector):
+    """Every process's metrics from the shared directory while this process writes there;
+    this process's own registry once its writer is disabled (the files no longer hold it).
+
+    The directory is read with the sidecar's reader: one bad or blocking file is
+    skipped and counted, never a hang or a failed scrape inside the user's program.
+    """
+
+    def __init__(self, local: Any) -> None:
+        self.local = local
+        self._source: Any = None
+
+    def collect(self) -> Iterator[Metric]:
+        if multiprocess_disabled() is None:
+            try:
+                if self._source is None:
+                    from jaxobs.exporter.sources import MultiprocessSource
+
+                    self._source = MultiprocessSource(os.environ.get(MULTIPROC_ENV, ""), check_pids=False)
+                yield from self._source.collect()
+                return
+            except Exception as exc:  # the directory vanished, or a bug: serve this process instead
+                report_internal_error("multiprocess_read", exc)
+        yield from self.local.collect()
+
+
+class MetricsServerError(OSError):
+    """``start_http_server`` could not serve: the message names the address, port and fix.
+
+    The only exception :func:`start_http_server` raises; a full or missing
+    multiprocess directory is not one of its causes (the server then serves
+    this process's metrics in-process).
+    """
+
+
+class PortInUseError(MetricsServerError):
     """The metrics port is taken; the message names the port and the fix."""
 
 
-def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = None) -> Any:
-    """Serve ``/metrics`` from this process (coexists with other servers on other ports).
+def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = None, *,
+                      max_connections: int = 16, request_timeout: float = 5.0,
+                      scrape_timeout: float = 10.0) -> Any:
+    """Serve ``/metrics`` (and ``/healthz``, ``/readyz``) from this process.
+
+    The server is the sidecar's hardened one (:mod:`jaxobs.exporter.http`): a
+    capped number of connection threads, a deadline per connection, header
+    bytes capped while they are read, and probes answered outside the cap — so
+    slow or hostile clients on the metrics port cannot pile up threads inside
+    the user's program.
 
     In multiprocess mode the served registry aggregates every process writing
-    to ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's documented pattern).
-    Returns prometheus-client's ``(server, thread)``.
+    to ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's documented pattern);
+    if this process cannot write there (full disk, missing or read-only
+    directory) it serves its own metrics instead.  Returns ``(server, thread)``
+    like prometheus-client.  Raises only :class:`MetricsServerError`
+    (:class:`PortInUseError` when the port is taken).
     """
     import prometheus_client
 
     from jaxobs.telemetry import recorder_for
 
-    recorder_for(registry)  # make sure jaxobs series are registered
-    if registry is None:
-        registry = prometheus_client.REGISTRY
-        if os.environ.get(MULTIPROC_ENV):
-            from prometheus_client import multiprocess
-
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            flush_multiprocess()
     try:
-        return prometheus_client.start_http_server(port, addr=addr, registry=registry)
+        recorder = recorder_for(registry)  # make sure jaxobs series are registered
+        if registry is None:
+            registry = prometheus_client.REGISTRY
+            if os.environ.get(MULTIPROC_ENV):
+                local = registry
+                registry = CollectorRegistry()
+                registry.register(_MultiprocessOrLocal(local))
+                flush_multiprocess()
+        server = _hardened_server(port, addr, registry, recorder, max_connections=max_connections,
+                                  request_timeout=request_timeout, scrape_timeout=scrape_timeout)
+    except MetricsServerError:
+        raise
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(
                 exc.errno,
                 f"port {port} on {addr} is already in use: pass another port "
                 f"(e.g. jaxobs.start_http_server({port + 1})) or stop the process holding it") from None
-        raise
+        raise MetricsServerError(exc.errno, f"cannot serve metrics on {addr}:{port}: "
+                                 f"{exc.strerror or exc}; pass another addr or port") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise MetricsServerError(errno.EINVAL, f"cannot serve metrics on {addr!r}:{port!r}: {exc}; "
+                                 f"pass a port in 0..65535 and an IP address") from None
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                              name="jaxobs-metrics-http", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _hardened_server(port: int, addr: str, registry: Any, recorder: Recorder, *,
+                     max_connections: int, request_timeout: float, scrape_timeout: float) -> Any:
+    from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
+    from jaxobs.exporter.sources import Readiness
+
+    def readiness() -> Readiness:
+        ready = recorder.value(catalog.READY)
+        return Readiness(ready == 1, "ready" if ready == 1 else "warmup has not finished")
+
+    config = HttpConfig(address=addr, port=int(port), max_connections=max_connections,
+                        request_timeout=request_timeout, scrape_timeout=scrape_timeout)
+    return ExporterServer(config, Endpoints(metrics=lambda _timeout: registry, readiness=readiness))

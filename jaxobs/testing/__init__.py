@@ -4,14 +4,14 @@
 
     from jaxobs import testing
 
-    with testing.no_recompile():          # F3: fail on any recompile (shape/dtype/static value)
+    with testing.no_recompile():          # fail when a function compiles a second time in the block
         for batch in batches:
             step(params, batch)
     with testing.max_compiles(2): ...     # at most two compiles per function
-    testing.check_grads(loss, (params, x), order=2)        # M9, names the wrong parameter
-    testing.assert_deterministic(sample, key, x)           # F4, names the first differing leaf
-    testing.assert_uses_key(sample, key, x)                # F4, a key that is ignored
-    with testing.no_key_reuse(): ...                       # F4, a key used twice, not split
+    testing.check_grads(loss, (params, x), order=2)        # names the wrong parameter
+    testing.assert_deterministic(sample, key, x)           # names the first differing leaf
+    testing.assert_uses_key(sample, key, x)                # a key that is ignored
+    with testing.no_key_reuse(): ...                       # a key used twice, not split
 
 All failures are ``AssertionError`` subclasses whose message says what went
 wrong and where.  The pytest plugin (``jaxobs.pytest_plugin``) adds markers

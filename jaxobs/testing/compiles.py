@@ -1,50 +1,48 @@
 """Which jitted functions compiled inside a block, and why: the recompile guard.
 
+A guard judges each function only by the compiles it sees inside its block.
+The first compile of a function in the block is never a recompile, whatever
+JAX's process-wide cache held before, so a verdict does not depend on which
+tests ran earlier in the process (or on which xdist worker).  The opposite
+dependence — an earlier test already compiled the shapes this one recompiles
+for, so nothing compiles here — is removed by ``fresh=True``, which clears
+JAX's caches when the block starts.
+
 Two sources, so that both jaxobs-instrumented and plain ``jax.jit`` functions are seen:
 
 * **instrumented functions** report every compile with a bounded cause
   (first/shape/dtype/static_arg/sharding/other, from the argument signatures)
   through :data:`jaxobs.runtime.compile_events.compile_observers`;
 * **any other jitted function** is seen through JAX itself: the
-  ``/jax/core/compile/backend_compile_duration`` monitoring event says *that*
-  ``jit(f)`` compiled and, with ``jax_explain_cache_misses`` switched on for the
-  duration of the block, JAX logs *why* ("TRACING CACHE MISS at test.py:12 …
-  for f defined at model.py:3 … at x, now f32[5] and before f32[3]").
+  ``backend_compile_duration`` event (delivered by
+  :func:`jaxobs.runtime.compile_events.subscribe`) fires on the stack of JAX's
+  compile call, which names the traced function and where it is defined.
+  Functions defined inside jax (eager ``x + 1`` compiles ``jit(add)``,
+  ``jax.random`` internals) are not the user's and are not counted.  With
+  ``jax_explain_cache_misses`` switched on for the block, JAX also logs *why*
+  it traced again ("at x, now f32[5] and before f32[3]"); an explanation is
+  matched to its compile by function name *and* definition site and dropped
+  when the next compile on its thread is not its own.
 
-JAX writes those explanations only for functions defined in user code, which
-is exactly the filter a guard needs: eager primitive dispatch (``x + 1``
-compiles ``jit(add)`` once per new shape) and jax's own internal jits
-(``jax.random``) are not the user's recompiles, so a plain-jit compile counts
-only when JAX explained it on the same thread just before it happened.
-
-Known blind spot, plain ``jax.jit`` only: a compile that reuses a cached trace
-(a sharding-only change, a second ``jax.jit`` wrapper around the same Python
-function) has no explanation and is not counted.  Instrumented functions have
-no such gap.
-
-Everything here is test tooling: the listeners are registered on first use,
-do nothing while no block is active, and never raise into the user's compile.
+Everything here is test tooling: the listener is subscribed on first use,
+does nothing while no block is active, and never raises into the user's compile.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import os
-import re
 import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from jaxobs.telemetry.internal_errors import report_internal_error
+from jaxobs.testing import _jax_explain as jx
 
 _BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
-_MISS_PREFIX = "TRACING CACHE MISS"
-#: The logger JAX writes tracing-cache explanations to (silenced while we capture them).
-_EXPLAIN_LOGGER = "jax._src.interpreters.partial_eval"
 
 
 @dataclass(frozen=True)
@@ -54,11 +52,11 @@ class Compile:
     function: str
     #: first, shape, dtype, static_arg, sharding or other (the ``cause`` label values).
     cause: str
-    #: JAX's own explanation of the cache miss (which argument changed and how), if any.
+    #: What changed (which argument, from what to what), if known.
     detail: str = ""
-    #: Where the compiling call was made (``file:line (function)``), when JAX said so.
+    #: Where the compiling call was made, as ``file:line``.
     called_at: str = ""
-    #: Where the function is defined, for plain jitted functions.
+    #: Where the function is defined (``file:line``), for plain jitted functions.
     defined_at: str = ""
     instrumented: bool = False
 
@@ -77,17 +75,23 @@ class CompileLog:
     ``only`` restricts it to some functions: names (the ``function`` label of
     instrumented functions, ``__name__`` of plain jitted ones) or the functions
     themselves.  Compiles in every thread count, since a server under test may
-    call the model from worker threads.
+    call the model from worker threads.  ``fresh=True`` clears JAX's caches on
+    entry, so that compiles an earlier warm-up made happen again here.
     """
 
-    def __init__(self, only: Iterable[Any] | None = None) -> None:
+    def __init__(self, only: Iterable[Any] | None = None, *, fresh: bool = False) -> None:
         self.compiles: list[Compile] = []
         if isinstance(only, str) or callable(only):
             only = [only]
         self._only = None if only is None else [_identify(f) for f in only]
+        self.fresh = bool(fresh)
         self._lock = threading.Lock()
 
     def __enter__(self) -> CompileLog:
+        if self.fresh:
+            import jax
+
+            jax.clear_caches()
         _hub.attach(self)
         return self
 
@@ -130,18 +134,17 @@ class RecompileError(AssertionError):
 class CompileGuard(CompileLog):
     """A :class:`CompileLog` that raises :class:`RecompileError` on exit when over its limit.
 
-    ``limit`` is per function.  ``first_only`` (``no_recompile``) allows each
-    function one compile, and only its very first one: a compile caused by a
-    changed shape, dtype or static value fails even if it is the only one in
-    the block.
+    ``limit`` is per function, counted inside the block only.  ``no_recompile``
+    is the limit 1 (each function may compile once here, for whatever reason:
+    its first compile in the block is not a recompile).
     """
 
     def __init__(self, limit: int, *, first_only: bool = False, only: Iterable[Any] | None = None,
-                 label: str = "") -> None:
-        super().__init__(only)
-        if limit < 0:
-            raise ValueError(f"the compile limit must be >= 0, got {limit}")
-        self.limit = limit
+                 label: str = "", fresh: bool = False) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"the compile limit must be an int >= 0, got {limit!r}")
+        super().__init__(only, fresh=fresh)
+        self.limit = 1 if first_only else limit
         self.first_only = first_only
         self.label = label or ("no_recompile()" if first_only else f"max_compiles({limit})")
 
@@ -155,15 +158,8 @@ class CompileGuard(CompileLog):
 
     def excess(self) -> dict[str, list[int]]:
         """Per function, the (0-based) indices of compiles over the limit."""
-        over: dict[str, list[int]] = {}
-        for name, compiles in self.by_function().items():
-            if self.first_only:
-                bad = [i for i, c in enumerate(compiles) if i > 0 or c.cause != "first"]
-            else:
-                bad = list(range(self.limit, len(compiles)))
-            if bad:
-                over[name] = bad
-        return over
+        return {name: list(range(self.limit, len(compiles)))
+                for name, compiles in self.by_function().items() if len(compiles) > self.limit}
 
     def check(self) -> None:
         """Raise :class:`RecompileError` if the block compiled more than allowed."""
@@ -176,7 +172,7 @@ class CompileGuard(CompileLog):
     def _message(self, over: dict[str, list[int]]) -> str:
         grouped = self.by_function()
         extra = sum(len(i) for i in over.values())
-        allowed = ("each function may compile once, and only for the first time" if self.first_only
+        allowed = ("each function may compile once" if self.first_only
                    else f"at most {self.limit} per function")
         lines = [f"jaxobs {self.label}: {extra} compile{'s' if extra != 1 else ''} over the limit ({allowed})"]
         for name in sorted(over):
@@ -191,22 +187,22 @@ class CompileGuard(CompileLog):
                 mark = "x" if i in bad else " "
                 lines.append(f"   {mark} {i + 1}. {c.describe()}")
             if any(c.cause == "first" for i, c in enumerate(compiles) if i in bad):
-                lines.append("     a 'first' compile of a name already compiled means a new function "
+                lines.append("     a 'first' compile of a function already compiled means a new function "
                              "object: is jit called inside a loop or per request?")
         return "\n".join(lines)
 
 
-def max_compiles(n: int, *, only: Iterable[Any] | None = None) -> CompileGuard:
+def max_compiles(n: int, *, only: Iterable[Any] | None = None, fresh: bool = False) -> CompileGuard:
     """``with max_compiles(1): ...`` fails if any jitted function compiles more than ``n`` times."""
-    return CompileGuard(n, only=only)
+    return CompileGuard(n, only=only, fresh=fresh)
 
 
-def no_recompile(*, only: Iterable[Any] | None = None) -> CompileGuard:
-    """``with no_recompile(): ...`` fails on any recompile (a function's first compile is fine)."""
-    return CompileGuard(1, first_only=True, only=only)
+def no_recompile(*, only: Iterable[Any] | None = None, fresh: bool = False) -> CompileGuard:
+    """``with no_recompile(): ...`` fails when a function compiles a second time in the block."""
+    return CompileGuard(1, first_only=True, only=only, fresh=fresh)
 
 
-# --- the process-wide listener ------------------------------------------------------------
+# --- matching functions ----------------------------------------------------------------------
 
 def _identify(f: Any) -> tuple[str, str]:
     """(name, definition site or "") for a name, an instrumented or a plain jitted function.
@@ -222,9 +218,9 @@ def _identify(f: Any) -> tuple[str, str]:
         return name, ""
     name = getattr(f, "__name__", None)
     if not isinstance(name, str):
-        raise TypeError(f"expected a function name or a jitted function, got {f!r}")
+        raise TypeError(f"only= takes function names or jitted functions, got {f!r}")
     code = getattr(inspect.unwrap(f), "__code__", None)
-    site = _relative(f"{code.co_filename}:{code.co_firstlineno}") if code is not None else ""
+    site = jx.relative(f"{code.co_filename}:{code.co_firstlineno}") if code is not None else ""
     return name, site
 
 
@@ -233,92 +229,17 @@ def _matches(compiled: Compile, who: tuple[str, str]) -> bool:
     return compiled.function == name and (not site or not compiled.defined_at or compiled.defined_at == site)
 
 
-@dataclass(frozen=True)
-class _Explanation:
-    function: str
-    cause: str
-    detail: str
-    called_at: str
-    defined_at: str
-
-
-_NEVER_SEEN = re.compile(r"never seen function:\s*\n\s*(?P<name>.+?) id=\d+(?: defined at (?P<loc>\S+))?\s*$",
-                         re.MULTILINE)
-_SEEN = re.compile(r"^\s+for (?P<name>.+?)(?: defined at (?P<loc>\S+))?\s*$", re.MULTILINE)
-_CALLSITE = re.compile(r"^TRACING CACHE MISS at (?P<site>.+?):\s*$", re.MULTILINE)
-_TYPE_DIFF = re.compile(r"now (?P<new>\S+) and before (?P<old>\S+)")
-_AVAL = re.compile(r"^(?P<dtype>[^\[]*)\[(?P<shape>[^\]]*)\](?P<rest>.*)$")
-
-
-def parse_explanation(message: str) -> _Explanation | None:
-    """JAX's "TRACING CACHE MISS" log message → function, bounded cause and the detail lines."""
-    if not message.startswith(_MISS_PREFIX):
-        return None
-    site = _CALLSITE.search(message)
-    called_at = site.group("site") if site else ""
-    m = _NEVER_SEEN.search(message)
-    if m is not None:
-        detail = ""
-        if "re-defined repeatedly" in message:
-            detail = "JAX saw another function defined on the same line: is it re-defined repeatedly?"
-        return _Explanation(m.group("name"), "first", detail, called_at, m.group("loc") or "")
-    m = _SEEN.search(message)
-    if m is None:
-        return None
-    body = message[m.end():]
-    return _Explanation(m.group("name"), _cause_of(body), _summarize(body), called_at, m.group("loc") or "")
-
-
-_ITEM = re.compile(r"^\*\s*at (?P<what>.+?), now (?P<new>.+?) and before (?P<old>.+?)(?:, so .*)?$")
-_STATIC = re.compile(r"Static\(val=(?P<val>.*)\)$")
-
-
-def _summarize(diff: str) -> str:
-    """JAX's key diff as one line: ``x: f32[3] -> f32[5]``, ``static [0][1]: 2 -> 3``."""
-    items = []
-    for raw in diff.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("all previously seen cache keys differ") or line.endswith(":"):
-            continue
-        m = _ITEM.match(line)
-        if m is None:
-            items.append(line.lstrip("* "))
-            continue
-        what, new, old = m.group("what"), m.group("new"), m.group("old")
-        new_static, old_static = _STATIC.search(new), _STATIC.search(old)
-        if new_static and old_static:
-            what = "static " + what.replace("input path ", "argument ")
-            new, old = new_static.group("val"), old_static.group("val")
-        items.append(f"{what}: {old} -> {new}")
-    return "; ".join(items)
-
-
-def _cause_of(diff: str) -> str:
-    """Map JAX's key diff onto the ``cause`` label values of :mod:`jaxobs.runtime.compile_events`."""
-    if "different input types" in diff:
-        shape = dtype = False
-        for m in _TYPE_DIFF.finditer(diff):
-            new, old = _AVAL.match(m.group("new")), _AVAL.match(m.group("old"))
-            if new is None or old is None:
-                continue
-            shape |= new.group("shape") != old.group("shape")
-            dtype |= new.group("dtype") != old.group("dtype") or ("weak_type" in new.group("rest")) != (
-                "weak_type" in old.group("rest"))
-        return "shape" if shape else "dtype" if dtype else "sharding"
-    if "different input pytree" in diff:
-        return "static_arg" if "Static(" in diff else "other"
-    return "other"
-
+# --- the process-wide listener ---------------------------------------------------------------
 
 def _capture(hub: _Hub, record: logging.LogRecord) -> bool:
     """Store a cache-miss explanation for this thread; True if the record was one."""
     try:
         msg = record.getMessage()
-        if not msg.startswith(_MISS_PREFIX):
+        if not msg.startswith(jx.MISS_PREFIX):
             return False
-        explanation = parse_explanation(msg)
-        if explanation is not None:
-            hub.pending()[explanation.function] = explanation
+        explanation = jx.parse_explanation(msg)
+        if explanation is not None and hub.active():
+            hub.pending()[(explanation.function, explanation.defined_at)] = explanation
         return True
     except Exception as exc:
         report_internal_error("testing_compile_listener", exc)
@@ -338,31 +259,6 @@ class _ExplanationFilter(logging.Filter):
         return not (_capture(self.hub, record) and self.silence)
 
 
-#: Loggers whose persistent-cache messages JAX raises to WARNING while explanations are on.
-_CACHE_LOGGERS = ("jax._src.compiler", "jax._src.compilation_cache")
-
-
-def _is_cache_chatter(message: str) -> bool:
-    """Persistent-cache bookkeeping (miss, writing, not writing), not an error report."""
-    lowered = message.lower()
-    return "persistent" in lowered and "cache" in lowered and not any(
-        word in lowered for word in ("error", "fail", "exception"))
-
-
-class _CacheLogDemoter(logging.Filter):
-    """Gives JAX's persistent-cache messages back the DEBUG level they have without
-    ``jax_explain_cache_misses`` (which the guard switched on, not the user)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            if record.levelno == logging.WARNING and _is_cache_chatter(record.getMessage()):
-                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        except Exception:
-            pass
-        return True
-
-
 class _ExplanationHandler(logging.Handler):
     """Fallback on the ``jax`` logger, should JAX move the explanations to another module."""
 
@@ -375,55 +271,67 @@ class _ExplanationHandler(logging.Handler):
 
 
 class _Hub:
-    """Fans compile events out to the active logs; switches explanations on while any is active."""
+    """Fans compiles out to the active logs; switches explanations on while any is active."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._logs: list[CompileLog] = []
-        self._local = threading.local()
-        self._installed = False
+        #: thread id -> {(function, defined_at): explanation not yet matched with its compile}
+        self._pending: dict[int, dict[tuple[str, str], jx.Explanation]] = {}
+        #: thread id -> {instrumented name: explanation of the compile under way}
+        self._instrumented: dict[int, dict[str, jx.Explanation]] = {}
+        #: (function, defined_at) -> the program of its last counted compile, for unexplained ones
+        self._last: dict[tuple[str, str], jx.Program] = {}
+        self._source: Any = None  # the compile_events module subscribed to
+        self._unsubscribe: Any = None
         self._saved_explain: bool | None = None
         self._handler = _ExplanationHandler(self)
         self._filter = _ExplanationFilter(self)
-        self._demoter = _CacheLogDemoter()
+        self._demoter = jx.CacheLogDemoter()
 
-    def pending(self) -> dict[str, _Explanation]:
-        """This thread's explanations not yet matched with a compile, by function name."""
-        try:
-            return self._local.pending  # type: ignore[no-any-return]
-        except AttributeError:
-            self._local.pending = {}
-            self._local.instrumented = {}
-            return self._local.pending  # type: ignore[no-any-return]
+    def active(self) -> bool:
+        return bool(self._logs)
 
-    def _instrumented_details(self) -> dict[str, _Explanation]:
-        self.pending()
-        return self._local.instrumented  # type: ignore[no-any-return]
+    def pending(self) -> dict[tuple[str, str], jx.Explanation]:
+        """This thread's explanations not yet matched with a compile."""
+        return self._pending.setdefault(threading.get_ident(), {})
+
+    def _forget(self) -> None:
+        """Explanations and history never outlive a guard's start or end (no stale blame)."""
+        self._pending = {}
+        self._instrumented = {}
+        self._last = {}
 
     def attach(self, log: CompileLog) -> None:
         with self._lock:
             self._install_once()
             if not self._logs:
                 self._activate()
+            self._forget()
             self._logs.append(log)
 
     def detach(self, log: CompileLog) -> None:
         with self._lock:
             if log in self._logs:
                 self._logs.remove(log)
+                self._forget()
                 if not self._logs:
                     self._deactivate()
 
     def _install_once(self) -> None:
-        if self._installed:
+        """Subscribe to jaxobs's one compile-event hub (again if that module was re-imported,
+        as pytester's in-process runs do, so instrumented functions keep reporting here)."""
+        from jaxobs.runtime import compile_events
+
+        if self._source is compile_events:
             return
-        import jax.monitoring
-
-        from jaxobs.runtime import compile_events as compilation
-
-        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-        compilation.compile_observers.append(self._on_instrumented)
-        self._installed = True
+        if self._source is not None:
+            self._unsubscribe()
+            if self._on_instrumented in self._source.compile_observers:
+                self._source.compile_observers.remove(self._on_instrumented)
+        self._unsubscribe = compile_events.subscribe(self.on_compile_event)
+        compile_events.compile_observers.append(self._on_instrumented)
+        self._source = compile_events
 
     def _activate(self) -> None:
         import jax
@@ -431,18 +339,18 @@ class _Hub:
         self._saved_explain = bool(jax.config.jax_explain_cache_misses)
         jax.config.update("jax_explain_cache_misses", True)
         self._filter.silence = not self._saved_explain  # keep the messages we switched on quiet
-        logging.getLogger(_EXPLAIN_LOGGER).addFilter(self._filter)
+        logging.getLogger(jx.EXPLAIN_LOGGER).addFilter(self._filter)
         logging.getLogger("jax").addHandler(self._handler)
         if self._filter.silence:
-            for name in _CACHE_LOGGERS:
+            for name in jx.CACHE_LOGGERS:
                 logging.getLogger(name).addFilter(self._demoter)
 
     def _deactivate(self) -> None:
         import jax
 
         logging.getLogger("jax").removeHandler(self._handler)
-        logging.getLogger(_EXPLAIN_LOGGER).removeFilter(self._filter)
-        for name in _CACHE_LOGGERS:
+        logging.getLogger(jx.EXPLAIN_LOGGER).removeFilter(self._filter)
+        for name in jx.CACHE_LOGGERS:
             logging.getLogger(name).removeFilter(self._demoter)
         if not self._saved_explain:
             jax.config.update("jax_explain_cache_misses", False)
@@ -452,48 +360,80 @@ class _Hub:
             log._add(compiled)
 
     # Listeners: called inside the user's compile, so they must never raise.
-    def _on_duration(self, event: str, duration: float, **kwargs: Any) -> None:
+    def on_compile_event(self, event: str, duration: float, fun_name: str | None) -> None:
         if event != _BACKEND_EVENT or not self._logs:
             return
         try:
-            from jaxobs.runtime import compile_events as compilation
-
-            fun_name = str(kwargs.get("fun_name", ""))
-            name = fun_name.removeprefix("jit(").removesuffix(")") if fun_name.startswith("jit(") else fun_name
-            explanation = self.pending().pop(name, None)
-            owner, frame = compilation.find_owner(sys._getframe(1))
-            if owner is not None:  # the compile observer reports it, with the cause jaxobs derived
-                caller = compilation.caller_of(frame) if frame is not None else None
-                self._instrumented_details()[owner.name] = _Explanation(
-                    owner.name, "", explanation.detail if explanation else "",
-                    _site(caller) if caller is not None else "", "")
-                return
-            if explanation is None:  # not user code (eager primitive, jax internals)
-                return
-            self._emit(Compile(name, explanation.cause, explanation.detail, _relative(explanation.called_at),
-                               _relative(explanation.defined_at)))
+            self._on_backend_compile(fun_name or "", sys._getframe(1))
         except Exception as exc:
             report_internal_error("testing_compile_listener", exc)
+
+    def _on_backend_compile(self, fun_name: str, frame: FrameType) -> None:
+        from jaxobs.runtime import compile_events as compilation
+
+        program = jx.program_on_stack(frame, depth=24)
+        pending = self.pending()
+        if program is not None:
+            explanation = pending.pop((program.function, program.defined_at), None)
+        else:  # JAX changed its compile call: fall back to the explanation's name
+            name = fun_name.removeprefix("jit(").removesuffix(")") if fun_name.startswith("jit(") else fun_name
+            explanation = next((pending.pop(k) for k in list(pending) if k[0] == name), None)
+        if program is None or program.user_code:
+            pending.clear()  # explanations not followed by their own compile (inner traces) are dropped
+        owner, owner_frame = compilation.find_owner(frame)
+        if owner is not None:  # the compile observer reports it, with the cause jaxobs derived
+            caller = compilation.caller_of(owner_frame) if owner_frame is not None else None
+            site = jx.relative(f"{caller.f_code.co_filename}:{caller.f_lineno}") if caller is not None else ""
+            self._instrumented.setdefault(threading.get_ident(), {})[owner.name] = jx.Explanation(
+                owner.name, explanation.cause if explanation else "", explanation.detail if explanation else "",
+                site, "", explanation.own_switch_only if explanation else False)
+            return
+        if explanation is not None and explanation.own_switch_only:
+            return  # only a setting the guards switched on changed: not the user's recompile
+        if program is None:
+            if explanation is not None:
+                self._emit(Compile(explanation.function, explanation.cause, explanation.detail,
+                                   explanation.called_at, explanation.defined_at))
+            return
+        if not program.user_code:
+            return  # eager primitives and jax's own jits
+        if explanation is None and program.arg_names is None:
+            return  # a derived program (JVP, transpose) of a function whose trace JAX reused
+        identity = (program.function, program.defined_at)
+        if explanation is not None:
+            cause, detail = explanation.cause, explanation.detail
+            if identity in self._last and cause in ("shape", "dtype"):
+                # JAX compares with the closest key it ever cached; the reader wants the change
+                # since the previous compile in this block.
+                since = jx.aval_change(self._last[identity], program)
+                if since[0] in ("shape", "dtype"):
+                    cause, detail = since
+        elif identity in self._last:
+            cause, detail = jx.aval_change(self._last[identity], program)
+        else:
+            cause, detail = "other", "compiled without a new trace (a new batch size under vmap, or a sharding change)"
+        self._last[identity] = program
+        self._emit(Compile(program.function, cause, detail, jx.user_call_site(frame), program.defined_at))
 
     def _on_instrumented(self, function: str, cause: str) -> None:
         if not self._logs:
             return
         try:
-            explanation = self._instrumented_details().pop(function, None)
+            explanation = self._instrumented.get(threading.get_ident(), {}).pop(function, None)
+            if explanation is not None and explanation.own_switch_only:
+                return
             detail = explanation.detail if explanation is not None else ""
             called_at = explanation.called_at if explanation is not None else ""
+            if cause == "other" and explanation is not None and explanation.cause not in ("", "first", "other"):
+                # jaxobs saw this signature before the caches were cleared (fresh=True): JAX's
+                # explanation of the retrace is the more useful one.
+                cause = explanation.cause
             self._emit(Compile(function, cause, detail, called_at, "", instrumented=True))
         except Exception as exc:
             report_internal_error("testing_compile_listener", exc)
 
 
-def _relative(location: str) -> str:
-    """``/repo/tests/test_x.py:12`` → ``tests/test_x.py:12`` under the working directory."""
-    return location.removeprefix(os.getcwd() + os.sep)
-
-
-def _site(frame: Any) -> str:
-    return f"{_relative(frame.f_code.co_filename)}:{frame.f_lineno} ({frame.f_code.co_name})"
-
+#: Kept importable for callers of the old module layout.
+parse_explanation = jx.parse_explanation
 
 _hub = _Hub()

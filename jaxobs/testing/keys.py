@@ -1,4 +1,4 @@
-"""Flag a PRNG key used twice where a split was meant (failure mode F4).
+"""Flag a PRNG key used twice where a split was meant.
 
 The approach is JAX's own key-reuse checker (``jax_debug_key_reuse``), not a
 heuristic: while it is on, every typed key passed to a ``jax.random``
@@ -8,19 +8,30 @@ of the traced program.  That is sound for what it tracks; these helpers
 switch it on for a block and turn JAX's terse ``KeyReuseError`` into a
 message that says where the reuse happened and how to fix it.
 
-What it tracks: typed keys (``jax.random.key(seed)``).  Legacy raw keys
-(``jax.random.PRNGKey(seed)``, ``uint32[2]`` arrays) are invisible to it;
-:func:`check_key_reuse` wraps the legacy keys you point it at
-(``key_argnums``) into typed keys for the check.
+What JAX tracks: typed keys (``jax.random.key(seed)``).  Legacy raw keys
+(``jax.random.PRNGKey(seed)``, ``uint32[2]`` arrays), which most code still
+uses, are invisible to it: every ``jax.random`` function wraps a raw key into
+a *new* typed key on each call.  While a guard is active, jaxobs hands back
+the *same* typed key for the same raw key object (eager array or traced
+value), so JAX's checker follows legacy keys too: ``normal(k); normal(k)``
+and ``split(k); normal(k)`` are caught, eagerly and inside ``jit``.
+
+Limits (documented in docs/testing.md): a legacy key carried through
+``lax.scan`` is a new value in every iteration, so reuse across iterations is
+seen only for typed keys; ``fold_in`` does not consume its key, so
+``fold_in(k, 1)`` twice derives two equal keys that the checker treats as
+unrelated; two separately created keys with the same seed are two keys.
 
 Side effect to know about: the checker is part of JAX's tracing context, so
-a function compiled outside the block compiles once more inside it.
+a function compiled outside the block compiles once more inside it (the
+recompile guards recognise and ignore exactly that recompile).
 """
 
 from __future__ import annotations
 
 import linecache
 import os
+import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -45,6 +56,7 @@ class no_key_reuse:
 
         self._saved = bool(jax.config.jax_debug_key_reuse)
         jax.config.update("jax_debug_key_reuse", True)
+        _legacy.enter()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -52,6 +64,7 @@ class no_key_reuse:
         __tracebackhide__ = True
         import jax
 
+        _legacy.exit()
         jax.config.update("jax_debug_key_reuse", self._saved)
         if exc is not None and isinstance(exc, jax.errors.KeyReuseError):
             raise KeyReuseDetected(explain(exc), self) from exc
@@ -73,10 +86,10 @@ def check_key_reuse(fn: Callable[..., Any], *args: Any, key_argnums: Sequence[in
                     **kwargs: Any) -> Any:
     """Run ``fn(*args, **kwargs)`` once under the key-reuse checker and return its result.
 
-    ``key_argnums`` names positional arguments holding legacy ``PRNGKey``
-    arrays; they are wrapped into typed keys (``jax.random.wrap_key_data``) so
-    the checker can follow them.  ``fn`` must then use them only through
-    ``jax.random`` (which accepts both kinds).
+    Legacy ``PRNGKey`` arrays are followed like typed keys (see the module
+    docstring).  ``key_argnums`` may still name positional arguments to wrap
+    into typed keys up front (``jax.random.wrap_key_data``); ``fn`` must then
+    use them only through ``jax.random``.
     """
     __tracebackhide__ = True
     import jax
@@ -94,13 +107,71 @@ def explain(exc: BaseException) -> str:
     """A readable account of a ``jax.errors.KeyReuseError``: where, what, how to fix."""
     jax_says = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     where = _user_frame(exc.__traceback__)
-    lines = ["PRNG key reused (F4): a key already consumed by a jax.random function was used again"]
+    lines = ["PRNG key reused: a key already consumed by a jax.random function was used again"]
     if where:
         lines.append(f"  at {where}")
     lines.append(f"  JAX: {jax_says}")
     lines.append("  Split instead of reusing: key, subkey = jax.random.split(key), and draw with subkey "
                  "(one fresh subkey per draw, per step).")
     return "\n".join(lines)
+
+
+class _LegacyKeys:
+    """While any guard is active: one typed key per legacy key object, so reuse is visible.
+
+    ``jax.random`` functions normalise their key argument through
+    ``jax._src.random.core._check_prng_key``, which wraps a raw ``uint32`` key
+    into a fresh typed key every time.  Patching it (only while a guard is
+    active, restored after) to return the typed key it made the first time for
+    that same object lets JAX's own checker mark it consumed.  The raw key is
+    held with its typed key, so its ``id`` cannot be reused during the guard.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._original: Callable[..., Any] | None = None
+        self._typed: dict[int, tuple[Any, Any]] = {}
+
+    def enter(self) -> None:
+        with self._lock:
+            self._depth += 1
+            if self._depth > 1:
+                return
+            try:
+                from jax._src.random import core
+            except ImportError:  # JAX moved it: typed keys are still checked
+                return
+            original = getattr(core, "_check_prng_key", None)
+            if original is None:
+                return
+            self._original = original
+
+            def check_prng_key(name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+                typed, wrapped = original(name, key, *args, **kwargs)
+                if wrapped:
+                    with self._lock:
+                        held = self._typed.get(id(key))
+                        if held is not None and held[0] is key:
+                            return held[1], wrapped
+                        self._typed[id(key)] = (key, typed)
+                return typed, wrapped
+
+            core._check_prng_key = check_prng_key
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth > 0 or self._original is None:
+                return
+            from jax._src.random import core
+
+            core._check_prng_key = self._original
+            self._original = None
+            self._typed = {}
+
+
+_legacy = _LegacyKeys()
 
 
 def _user_frame(tb: TracebackType | None) -> str:
