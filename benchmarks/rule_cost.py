@@ -190,6 +190,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        sloth = work / "sloth.rules.yaml"  # first: a broken rule file fails before the slow part
+        sloth.write_text(yaml.safe_dump(sloth_rules(), sort_keys=False))
+        subprocess.run(["promtool", "check", "rules", str(sloth)], check=True, stdout=subprocess.DEVNULL)
         om = work / "fleet.om"
         t0 = time.time()
         n_series = write_fleet(om, args.pods, args.functions, args.days, args.step)
@@ -198,9 +201,6 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)
         om.unlink()
         built = time.time() - t0
-        sloth = work / "sloth.rules.yaml"
-        sloth.write_text(yaml.safe_dump(sloth_rules(), sort_keys=False))
-        subprocess.run(["promtool", "check", "rules", str(sloth)], check=True, stdout=subprocess.DEVNULL)
         config = work / "prometheus.yml"
         config.write_text(json.dumps({"global": {"evaluation_interval": args.interval, "scrape_interval": "15s"},
                                       "rule_files": [str(RULES), str(sloth)]}))
