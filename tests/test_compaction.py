@@ -138,3 +138,41 @@ def test_writers_without_a_lock_file_are_left_alone(mpdir: Path) -> None:
     files = sorted(p.name for p in mpdir.glob("*.db"))
     assert Compactor(str(mpdir)).compact().files == 0
     assert sorted(p.name for p in mpdir.glob("*.db")) == files
+
+
+FORKING_WRITER = """
+import os, sys, jaxobs
+with jaxobs.request("archive-svc"):
+    pass
+jaxobs.flush_multiprocess()
+child = os.fork()
+if child == 0:  # a worker: writes under its own pid, outlives its parent
+    with jaxobs.request("archive-svc"):
+        pass
+    jaxobs.flush_multiprocess()
+    print(os.getpid(), flush=True)
+    sys.stdin.readline()
+    os._exit(0)
+os._exit(0)  # the parent exits at once; its lock must not live on in the child
+"""
+
+
+def test_a_forked_worker_does_not_keep_its_parent_alive(mpdir: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mpdir), "PYTHONPATH": str(ROOT),
+           "JAXOBS_FLUSH_INTERVAL": "3600", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", FORKING_WRITER], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        proc.wait(timeout=60)
+        before = _totals(mpdir)
+        result = Compactor(str(mpdir)).compact()
+        assert result.pids == (proc.pid,)  # the parent is archived, the live worker is not
+        assert sorted(p.name for p in mpdir.glob("*.lock")) == [f"jaxobs-{child}.lock"]
+        after = _totals(mpdir)
+        key = 'jaxobs_requests_total{outcome="ok",service="archive-svc"}'
+        assert after[key] == before[key] >= 2
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the worker reads EOF and exits

@@ -8,7 +8,8 @@ on a file in the shared ``PROMETHEUS_MULTIPROC_DIR`` works across containers
 ends, ``kill -9`` included.  So "the lock is free" means "the writer is gone".
 
 The app takes ``jaxobs-<pid>.lock`` before writing any multiprocess file and
-keeps the descriptor open until it exits.  The sidecar's compaction
+keeps the descriptor open until it exits; a forked worker drops its inherited
+copy and takes a lock under its own pid at its first flush.  The sidecar's compaction
 (``jaxobs/exporter/compaction.py``) takes the same lock while it archives the
 dead writer's files, then deletes the lock file while still holding it.
 """
@@ -24,6 +25,20 @@ LOCK_NAME = "jaxobs-{pid}.lock"
 LOCK_FILE = re.compile(r"^jaxobs-(\d+)\.lock$")
 
 _held: dict[str, tuple[int, int]] = {}  # directory → (pid, fd)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child shares its parent's lock (same open file): close its copy so the
+    parent's lock dies with the parent, and let the child take its own on its first flush."""
+    for directory, (_, fd) in list(_held.items()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        del _held[directory]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def lock_path(directory: str, pid: int) -> str:

@@ -225,6 +225,8 @@ class MultiprocessFlusher:
             with self._lock:
                 if self.disabled is not None:
                     return
+                if self.directory:  # a forked worker is a new writer: it needs its own lock
+                    _hold_liveness_lock(self.directory)
                 sync_internal_errors(self.recorder)
                 for family in self.recorder.families():
                     self._flush_family(family)
