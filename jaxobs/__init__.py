@@ -6,6 +6,8 @@ The public API — everything else is an implementation detail::
     jaxobs.instrument(jitted_fn)      # wrap an existing jitted function
     with jaxobs.request("predict"):   # SLI events (also a decorator); jaxobs.step for training
     jaxobs.warmup(fn, *example_args)  # precompile before taking traffic
+    jaxobs.save_manifest("shapes.json")  # the shapes this process compiled, for
+    jaxobs.run_warmups(manifest="shapes.json")  # a warm restart
     jaxobs.start_http_server(9464)    # serve /metrics
 
 Names are loaded lazily (PEP 562) so that the sidecar exporter and the
@@ -39,6 +41,7 @@ __all__ = [
     "register_warmup",
     "request",
     "run_warmups",
+    "save_manifest",
     "set_deploy_in_progress",
     "set_ready",
     "start_http_server",
@@ -66,6 +69,7 @@ _HOMES: dict[str, str] = {
     "register_warmup": "jaxobs.runtime.readiness",
     "request": "jaxobs.runtime.sli",
     "run_warmups": "jaxobs.runtime.readiness",
+    "save_manifest": "jaxobs.runtime.manifest",
     "set_deploy_in_progress": "jaxobs.runtime.readiness",
     "set_ready": "jaxobs.runtime.readiness",
     "start_http_server": "jaxobs.telemetry.prometheus",
@@ -91,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jaxobs.runtime.canary import canary
     from jaxobs.runtime.goodput import GoodputSummary, GoodputTracker
     from jaxobs.runtime.jit import InstrumentedJit, configure, instrument, jit
+    from jaxobs.runtime.manifest import save_manifest
     from jaxobs.runtime.readiness import (
         deploy_window,
         is_ready,

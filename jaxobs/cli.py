@@ -60,13 +60,16 @@ def _attach() -> None:
     # (Imports are local so `jaxobs --help` does not import jax.)
     from jaxobs.exporter.cli import exporter_command
     from jaxobs.generate.cli import register  # generate, check, runbook
+    from jaxobs.profile_cli import profile_command
     from jaxobs.report import report_command
-    from jaxobs.runtime.profile_cli import profile_command
 
     cli.add_command(exporter_command)
     register(cli)
     cli.add_command(report_command)
     cli.add_command(profile_command)
+    from jaxobs.baseline.cli import baseline_command  # record, compare
+
+    cli.add_command(baseline_command)
     pass
 
 

@@ -32,6 +32,10 @@ from typing import Any
 
 import pytest
 
+# --- baseline options: --jaxobs-record / --jaxobs-compare (their hooks live in that module) ---
+pytest_plugins = ["jaxobs.baseline.pytest_hooks"]
+# --- end of baseline options ---
+
 _COMPILE_MARKS = ("max_compiles", "no_recompile")
 _MARKERS = (
     ("max_compiles(n, only=None, fresh=False): fail the test if a jitted function compiles more than n "

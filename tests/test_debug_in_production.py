@@ -185,3 +185,90 @@ def test_request_parsing_rejects_bad_numbers():
         parse_request({"seconds": ["abc"]})
     with pytest.raises(ProfileRejected):
         parse_request({"seconds": ["nan"]})
+
+
+def test_the_metrics_server_captures_a_profile_on_demand_and_the_cli_unpacks_it(tmp_path):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    from jaxobs.cli import cli
+    from jaxobs.runtime.profiling import Profiler
+
+    registry = CollectorRegistry()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server, _ = jaxobs.start_http_server(port, "127.0.0.1", registry=registry,
+                                         profiling=Profiler(tmp_path / "captures", registry=registry))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with pytest.raises(urllib.error.HTTPError) as refused:  # a GET changes nothing
+            urllib.request.urlopen(f"{base}/debug/jaxobs/profile?seconds=1", timeout=10)
+        assert refused.value.code == 404
+        out = tmp_path / "local"
+        result = CliRunner().invoke(cli, ["profile", base, "--seconds", "0.3", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "Perfetto" in result.output and "xprof" in result.output
+        assert list(out.rglob("*.xplane.pb")) and list(out.rglob("perfetto_trace.json.gz"))
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/debug/jaxobs/profile?seconds=999",
+                                                          method="POST", data=b""), timeout=10)
+        assert bad.value.code == 400
+        assert recorder_for(registry).value(C.PROFILES, "ok") == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_profiling_the_endpoint_does_not_exist(tmp_path):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server, _ = jaxobs.start_http_server(port, "127.0.0.1", registry=CollectorRegistry())
+    try:
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/debug/jaxobs/profile?seconds=1", method="POST", data=b""), timeout=10)
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_sidecar_forwards_a_profile_request_to_the_app(tmp_path):
+    import socket
+    import urllib.request
+
+    from jaxobs.exporter import Exporter, ExporterConfig
+    from jaxobs.exporter.http import HttpConfig
+    from jaxobs.runtime.profiling import Profiler
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    app_port = free_port()
+    app, _ = jaxobs.start_http_server(app_port, "127.0.0.1", registry=CollectorRegistry(),
+                                      profiling=Profiler(tmp_path))
+    sidecar = Exporter(ExporterConfig(http=HttpConfig(address="127.0.0.1", port=0), collectors=("host",),
+                                      app_profile_url=f"http://127.0.0.1:{app_port}"))
+    thread = threading.Thread(target=sidecar.serve_forever, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{sidecar.port}/debug/jaxobs/profile?seconds=0.2&format=json", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+        assert any(f.endswith(".xplane.pb") for f in body["files"])
+    finally:
+        sidecar.shutdown()
+        app.shutdown()
+        app.server_close()

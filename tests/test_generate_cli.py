@@ -144,7 +144,7 @@ def test_check_summarises_the_spec() -> None:
            "14 recording rules (Sloth: 15), 7 alerts;" in out
     assert "slo step-success: 99% over 7d, failed requests; 14 recording rules (Sloth: 15), " \
            "7 alerts; page 3.36x 1h/5m, page 6x 1h24m/7m, ticket 3x 5h36m/28m" in out
-    assert "63 alerting rules, 14 alert names" in out
+    assert "69 alerting rules, 17 alert names" in out
     assert "warning" not in out
 
 

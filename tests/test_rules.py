@@ -19,6 +19,7 @@ from realtools import require_tool
 
 from jaxobs import catalog
 from jaxobs.generate import generate_all, promql, promtests, rules
+from jaxobs.generate.names import CANARY_MISMATCH, GPU_THROTTLED, NONFINITE_OUTPUTS
 from jaxobs.generate.sli import sli_rates
 from jaxobs.slo.model import BurnRateTier, default_tiers
 from jaxobs.slo.spec import load_spec, parse_spec
@@ -139,7 +140,7 @@ def test_integral_thresholds_match_both_bucket_spellings() -> None:
 
 def test_every_alert_is_named_labelled_and_annotated(spec, files) -> None:
     alerts = [r for r in _rules(files) if "alert" in r]
-    assert len(alerts) == len(rules.all_alerts(spec)) == 63
+    assert len(alerts) == len(rules.all_alerts(spec)) == 69
     for rule in alerts:
         name = rule["alert"]
         assert name.startswith("Jaxobs"), name
@@ -157,9 +158,19 @@ def test_resource_alerts_cover_the_design(spec) -> None:
     required = {rules.DEVICE_MEMORY_HIGH, rules.CACHE_HIT_LOW, rules.COLD_START_HIGH,
                 rules.RECOMPILATION_STORM, rules.OOM_ERRORS, rules.COLLECTOR_DOWN,
                 rules.TARGET_DOWN, rules.GPU_XID, rules.BUILD_MISMATCH,
-                rules.CONCURRENT_COMPILATION, rules.DEPLOY_IN_PROGRESS, rules.DEPLOY_STUCK}
+                rules.CONCURRENT_COMPILATION, rules.DEPLOY_IN_PROGRESS, rules.DEPLOY_STUCK,
+                NONFINITE_OUTPUTS, CANARY_MISMATCH, GPU_THROTTLED}
     for service in spec.services:
         assert {a.name for a in rules.resource_alerts(service, spec.resources)} == required
+
+
+def test_health_alerts_can_be_turned_off_in_the_spec(spec) -> None:
+    import dataclasses
+
+    off = dataclasses.replace(spec.resources, nonfinite_outputs=False, canary_mismatch=False,
+                              gpu_throttled=False)
+    names = {a.name for a in rules.resource_alerts(spec.services[0], off)}
+    assert not names & {NONFINITE_OUTPUTS, CANARY_MISMATCH, GPU_THROTTLED}
 
 
 def test_slo_alerts_are_multiwindow_per_tier(spec) -> None:
@@ -250,7 +261,7 @@ def test_promtool_checks_the_rules(tree) -> None:
     proc = subprocess.run([promtool, "check", "rules", str(tree / "alerts/jaxobs.rules.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 133 rules found" in proc.stdout
+    assert "SUCCESS: 139 rules found" in proc.stdout
 
 
 def test_promtool_checks_the_prometheus_rule_groups(tree, tmp_path) -> None:
@@ -402,3 +413,46 @@ def test_custom_thresholds_selectors_and_escaping_get_working_tests(tmp_path) ->
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "raw" not in files["alerts/tests/svc.a.slo.test.yaml"].split("tests:")[1]
+
+
+def test_output_conventions_come_from_the_spec() -> None:
+    """Severity names, runbook and dashboard links and the PrometheusRule labels."""
+    spec = parse_spec(ONE_TIER.replace("services:", """\
+runbook_base_url: https://runbooks.example/jaxobs/
+alerting:
+  severity_labels: critical-warning
+outputs:
+  grafana_url: https://grafana.example
+  prometheus_rule_labels: {release: kube-prometheus-stack}
+services:"""), "conv.yaml")
+    files = generate_all(spec, "conv.yaml")
+    alerts = [r for r in _rules(files) if "alert" in r]
+    assert {r["labels"]["severity"] for r in alerts} == {"critical", "warning"}
+    for rule in alerts:
+        notes = rule["annotations"]
+        assert notes["runbook_url"] == f"https://runbooks.example/jaxobs/{rule['alert']}.md"
+        assert notes["dashboard_url"].startswith("https://grafana.example/d/")
+        assert notes["dashboard_url"].endswith("?var-service={{ $labels.service }}")
+    metadata = yaml.safe_load(files["alerts/prometheusrule.yaml"])["metadata"]
+    assert metadata["labels"] == {"release": "kube-prometheus-stack"}
+    route = yaml.safe_load(files["alerts/alertmanager-route.yml"])["route"]
+    assert [r["matchers"] for r in route["routes"][1:]] == [['severity="critical"'],
+                                                            ['severity="warning"']]
+
+
+def test_record_only_and_disabled_slos() -> None:
+    spec = parse_spec(ONE_TIER + """\
+      - name: quiet
+        objective: 99
+        record_only: true
+        sli: {availability: {}}
+      - name: retired
+        objective: 99
+        enabled: false
+        sli: {availability: {}}
+""", "flags.yaml")
+    text = generate_all(spec, "flags.yaml")["alerts/jaxobs.rules.yaml"]
+    assert "slo: quiet" in text and "retired" not in text
+    alerts = [r for r in yaml.safe_load(text)["groups"][2]["rules"] if "alert" in r]
+    assert alerts and all(r["labels"]["slo"] == "availability" for r in alerts
+                          if r["alert"] == rules.SLO_BURN)

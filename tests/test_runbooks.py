@@ -99,3 +99,25 @@ def test_an_alert_without_content_is_refused() -> None:
 ])
 def test_did_you_mean(typo: str, suggestion: str | None) -> None:
     assert runbooks.suggest(typo) == suggestion
+
+
+def test_runbooks_use_only_placeholders_the_alert_carries(files: dict[str, str]) -> None:
+    """`$service` and `$slo` are labels of the alert, `$targets` its annotation; nothing asks
+    the reader for a `$job` or `$device` an SLO alert does not have."""
+    alerts = [rule for group in yaml.safe_load(files["alerts/jaxobs.rules.yaml"])["groups"]
+              for rule in group["rules"] if "alert" in rule]
+    for rule in alerts:
+        text = files[f"runbooks/{rule['alert']}.md"]
+        used = set(re.findall(r"\$([a-z_]+)", text))
+        assert used <= {"service", "slo", "targets", "value"}, (rule["alert"], used)
+        assert "service" in rule["labels"] and "targets" in rule["annotations"]
+        if "slo" in used:
+            assert rule["labels"].get("slo") or rule["alert"] != rules.SLO_BURN
+    assert all("slo" in r["labels"] for r in alerts
+               if r["alert"] in (rules.SLO_BURN, rules.SLO_NO_DATA))
+
+
+def test_no_internal_guide_codes_in_what_users_read(files: dict[str, str]) -> None:
+    pattern = re.compile(r"\b[FM]\d{1,2}\b|[Ss]eed guide|DESIGN\.md|§")
+    for rel, text in files.items():
+        assert not pattern.search(text), (rel, pattern.search(text))

@@ -95,6 +95,18 @@ def test_vanished_series_fire_the_no_data_alert(tmp_path) -> None:
     ]}]))
 
 
+def test_targets_leaving_service_discovery_fire_the_no_data_alert(tmp_path) -> None:
+    """The targets are reclaimed after an hour: their series end (stale), nothing is down."""
+    series = [{"series": REQ.format(o="ok", extra=""), "values": "0+100x60 stale"},
+              {"series": REQ.format(o="error", extra=""), "values": "0x60 stale"}]
+    no_data = 'ALERTS{alertname="JaxobsSLONoData",alertstate="firing",slo="availability"}'
+    _ok(_promtool(tmp_path, API, [{"interval": "1m", "input_series": series, "promql_expr_test": [
+        {"expr": no_data, "eval_time": "55m", "exp_samples": []},
+        {"expr": f"count({no_data})", "eval_time": "1h20m",
+         "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]}]))
+
+
 def test_a_7d_slo_gets_a_ladder_for_its_window(tmp_path) -> None:
     """A steady 2x burn empties a 7-day budget in 3.5 days: it must at least file a ticket
     within a day (the 30-day ladder's 3d tier needed 43% of the budget gone first)."""

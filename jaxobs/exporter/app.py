@@ -33,6 +33,8 @@ class ExporterConfig:
     multiproc_dir: str | None = None
     app_url: str | None = None
     app_pid: int | None = None
+    #: where the app serves POST /debug/jaxobs/profile (None: the sidecar answers 404)
+    app_profile_url: str | None = None
     collectors: tuple[str, ...] = ("auto",)
     nvml_module: str = "pynvml"
     tpu_address: str = "localhost:8431"
@@ -126,7 +128,9 @@ class Exporter:
         self.collectors = build_collectors(config)
         sources: list[Source] = ([self.app] if self.app else []) + list(self.collectors)
         self.scraper = Scraper(sources)
-        self.server = ExporterServer(config.http, Endpoints(metrics=self._metrics, readiness=self._readiness))
+        profile = forward_profile(config.app_profile_url) if config.app_profile_url else None
+        self.server = ExporterServer(config.http, Endpoints(metrics=self._metrics, readiness=self._readiness,
+                                                            profile=profile))
 
     def _metrics(self, timeout: float) -> _Families:
         families = self.scraper.collect(timeout)
@@ -174,3 +178,40 @@ def _read_password(password_file: str | None) -> str | None:
     if password_file:
         return Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
     return os.environ.get("JAXOBS_EXPORTER_BASIC_AUTH_PASSWORD")
+
+
+#: a profile archive larger than this is refused rather than buffered in the sidecar
+MAX_PROFILE_BYTES = 1024 * 1024 * 1024
+
+
+def forward_profile(app_base_url: str) -> Callable[[str, dict[str, list[str]]], tuple[int, str, bytes]]:
+    """Forward the profile request to the app, so a pod exposes one port for everything."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from jaxobs.profile_cli import PROFILE_PATH
+
+    base = app_base_url.rstrip("/")
+
+    def forward(method: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        url = f"{base}{PROFILE_PATH}?{urllib.parse.urlencode(query, doseq=True)}"
+        try:
+            seconds = float((query.get("seconds") or ["5"])[-1])
+        except ValueError:
+            seconds = 5.0
+        request = urllib.request.Request(url, method=method, data=b"")
+        try:
+            with urllib.request.urlopen(request, timeout=min(max(seconds, 0.0), 3600) + 60) as response:
+                body = response.read(MAX_PROFILE_BYTES + 1)
+                if len(body) > MAX_PROFILE_BYTES:
+                    return 502, "text/plain; charset=utf-8", b"the app's capture is too large to forward\n"
+                return response.status, response.headers.get("Content-Type", "application/octet-stream"), body
+        except urllib.error.HTTPError as exc:
+            return exc.code, "text/plain; charset=utf-8", exc.read(4096)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return 502, "text/plain; charset=utf-8", f"cannot reach the app at {base}: {reason}\n".encode()
+
+    return forward
+

@@ -45,6 +45,9 @@ from jaxobs.exporter.tls import TlsConfigError, read_key_password
               help="The app's prometheus-client multiprocess directory (shared emptyDir).")
 @click.option("--app-url", envvar="JAXOBS_EXPORTER_APP_URL", default=None,
               help="Proxy the app's own endpoint instead, e.g. http://127.0.0.1:8000/metrics.")
+@click.option("--app-profile-url", envvar="JAXOBS_EXPORTER_APP_PROFILE_URL", default=None,
+              help="Forward POST /debug/jaxobs/profile to the app's metrics server, e.g. "
+                   "http://127.0.0.1:9464 (the app serves it with profiling=True).")
 @click.option("--app-pid", envvar="JAXOBS_EXPORTER_APP_PID", type=int, default=None,
               help="The app's pid for host metrics (default: from the multiprocess file names).")
 @click.option("--collectors", envvar="JAXOBS_EXPORTER_COLLECTORS", default="auto", show_default=True,
@@ -79,6 +82,7 @@ from jaxobs.exporter.tls import TlsConfigError, read_key_password
 @click.option("--log-level", envvar="JAXOBS_EXPORTER_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url: str | None,
+                     app_profile_url: str | None,
                      app_pid: int | None, collectors: str, tpu_address: str, scrape_timeout: float,
                      request_timeout: float, max_connections: int, max_connections_per_ip: int,
                      tls_cert: str | None, tls_key: str | None, tls_key_password_file: str | None,
@@ -102,7 +106,7 @@ def exporter_command(address: str, port: int, multiproc_dir: str | None, app_url
                         max_connections_per_ip=max_connections_per_ip, tls_cert=tls_cert, tls_key=tls_key,
                         tls_key_password=key_password, basic_auth_user=basic_auth_user,
                         basic_auth_password=password),
-        multiproc_dir=multiproc_dir, app_url=app_url, app_pid=app_pid,
+        multiproc_dir=multiproc_dir, app_url=app_url, app_pid=app_pid, app_profile_url=app_profile_url,
         collectors=tuple(c.strip() for c in collectors.split(",")), nvml_module=nvml_module,
         tpu_address=tpu_address,
     )

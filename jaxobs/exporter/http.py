@@ -38,12 +38,14 @@ import binascii
 import gzip
 import hmac
 import http.client
+import ipaddress
 import logging
 import math
 import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ from jaxobs.exporter.overflow import Overflow
 from jaxobs.exporter.scrape import SingleFlight
 from jaxobs.exporter.sources import Readiness
 from jaxobs.exporter.tls import server_context
+from jaxobs.profile_cli import PROFILE_PATH
 
 logger = logging.getLogger("jaxobs.exporter")
 
@@ -99,6 +102,9 @@ class Endpoints:
 
     metrics: Callable[[float], Any]  # timeout seconds -> object with collect()
     readiness: Callable[[], Readiness]
+    #: ``POST /debug/jaxobs/profile``: (method, parsed query) -> (status, content type, body);
+    #: None when profiling is off (the default)
+    profile: Callable[[str, dict[str, list[str]]], tuple[int, str, bytes]] | None = None
 
 
 class Reaper:
@@ -293,7 +299,7 @@ class ExporterServer(ThreadingHTTPServer):
         self.reaper.set(tls, time.monotonic() + self.config.request_timeout)
         try:
             tls.do_handshake()
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             self.reaper.clear(tls)
             try:
@@ -347,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
     error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
-        self.timeout = self.server.config.request_timeout  # per-recv cap; the reaper caps the total
+        self.timeout = self.server.config.request_timeout  # type: ignore[misc]  # per-recv cap; the reaper caps the total
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -383,6 +389,38 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing --------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._serve(head=False)
+
+    def do_POST(self) -> None:
+        """Only the on-demand profile takes a POST: it changes the process for a few seconds."""
+        cfg = self.server.config
+        path, _, query = self.path.partition("?")
+        profile = self.server.endpoints.profile
+        if path != PROFILE_PATH or profile is None:
+            self._reply(404, b"not found\n")
+            return
+        if self.headers.get("Content-Length") not in (None, "0") or self.headers.get("Transfer-Encoding"):
+            self._reply(400, b"request bodies are not accepted\n")
+            return
+        ip = str(self.client_address[0]) if self.client_address else ""
+        protected = bool(cfg.basic_auth_user or cfg.tls_cert)
+        if not protected and not ipaddress.ip_address(ip or "0.0.0.0").is_loopback:
+            self._reply(403, b"profiling answers on loopback only unless TLS or basic auth is configured\n")
+            return
+        if cfg.basic_auth_user and not self._authorized():
+            self.server.auth.failed(ip)
+            self._reply(401, b"unauthorized\n", extra={"WWW-Authenticate": 'Basic realm="jaxobs"'})
+            return
+        parsed = urllib.parse.parse_qs(query)
+        try:
+            seconds = float((parsed.get("seconds") or ["5"])[-1])
+        except ValueError:
+            seconds = 0.0
+        # the capture itself takes `seconds`: the connection deadline must outlast it
+        budget = max(seconds, 0.0) if seconds == seconds else 0.0
+        self.server.reaper.set(self.connection, time.monotonic() + min(budget, 3600) + cfg.request_timeout
+                               + WRITE_GRACE_SECONDS + 30)
+        status, content_type, body = profile("POST", parsed)
+        self._reply(status, body, content_type=content_type)
 
     def do_HEAD(self) -> None:
         self._serve(head=True)

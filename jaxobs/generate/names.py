@@ -39,12 +39,15 @@ GPU_XID = "JaxobsGPUXidErrors"
 BUILD_MISMATCH = "JaxobsBuildInfoMismatch"
 DEPLOY_IN_PROGRESS = "JaxobsDeployInProgress"
 DEPLOY_STUCK = "JaxobsDeployWindowStuck"
+NONFINITE_OUTPUTS = "JaxobsNonFiniteOutputs"
+CANARY_MISMATCH = "JaxobsCanaryMismatch"
+GPU_THROTTLED = "JaxobsGPUThrottled"
 
 #: Every alert jaxobs can generate (runbooks exist for exactly these).
 ALERT_NAMES: tuple[str, ...] = (
     SLO_BURN, SLO_NO_DATA, DEVICE_MEMORY_HIGH, OOM_ERRORS, CACHE_HIT_LOW, COLD_START_HIGH,
     RECOMPILATION_STORM, CONCURRENT_COMPILATION, TARGET_DOWN, COLLECTOR_DOWN, GPU_XID,
-    BUILD_MISMATCH, DEPLOY_IN_PROGRESS, DEPLOY_STUCK,
+    BUILD_MISMATCH, DEPLOY_IN_PROGRESS, DEPLOY_STUCK, NONFINITE_OUTPUTS, CANARY_MISMATCH, GPU_THROTTLED,
 )
 #: Alertmanager matches jaxobs' alerts by this name pattern (the sub-route and inhibitions
 #: never touch anyone else's alerts).

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from jaxobs import catalog as c
 from jaxobs.generate import promql as q
+from jaxobs.generate.health_alerts import health_scenarios
 from jaxobs.generate.names import (
     BUILD_MISMATCH,
     CACHE_HIT_LOW,
@@ -163,6 +164,9 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
                 (series(c.DEPLOY_IN_PROGRESS.name, at(0)),
                  f"{gauge(1, stuck_steps // 2)} {gauge(0, stuck_steps // 2)}"),)),),
             eval_time=duration.canonical(stuck_s + 5 * 60), expect={"ticket": 1}),
+        **{key: _Scenario(fires=fires, quiet=quiet, eval_time=when, expect=expect)
+           for key, (fires, quiet, when, expect)
+           in health_scenarios(t, at, n, series, counter, gauge, one_step).items()},
     }
 
 

@@ -9,8 +9,11 @@ not averaged away by another's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from jaxobs import catalog as c
 from jaxobs.generate import promql as q
+from jaxobs.generate.health_alerts import health_alerts
 from jaxobs.generate.names import (
     BUILD_MISMATCH,
     CACHE_HIT_LOW,
@@ -48,6 +51,18 @@ _PERCENT = "{{ $value | humanizePercentage }}"
 
 def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
     """The service's alerts that need no SLO."""
+    name = service.name
+
+    def alert(alert_name: str, severity: str, category: str, for_: str, expr: str,
+              summary: str, description: str) -> Alert:
+        return Alert(name=alert_name, severity=severity, expr=expr, for_=for_, summary=summary,
+                     description=description, category=category, service=name,
+                     labels=service.labels)
+
+    return [*_core_alerts(service, t, alert), *health_alerts(service, t, alert)]
+
+
+def _core_alerts(service: Service, t: ResourceThresholds, alert: Callable[..., Alert]) -> list[Alert]:
     s = q.matchers(service.target_selector)
     g = service.group_by
     name = service.name
@@ -61,13 +76,6 @@ def resource_alerts(service: Service, t: ResourceThresholds) -> list[Alert]:
     deploy = q.selector(c.DEPLOY_IN_PROGRESS.name, *s)
     build_labels = ", ".join(c.BUILD_INFO.labels)
     stuck = q.selector("ALERTS", q.eq("alertname", DEPLOY_STUCK), svc, 'alertstate="firing"')
-
-    def alert(alert_name: str, severity: str, category: str, for_: str, expr: str,
-              summary: str, description: str) -> Alert:
-        return Alert(name=alert_name, severity=severity, expr=expr, for_=for_, summary=summary,
-                     description=description, category=category, service=name,
-                     labels=service.labels)
-
     return [
         alert(DEVICE_MEMORY_HIGH, "ticket", "memory", "15m",
               f"{q.selector(c.DEVICE_MEMORY_UTILIZATION.name, *s)} > "

@@ -13,30 +13,15 @@ To change a runbook, edit its entry here and run ``jaxobs generate``.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 
 from jaxobs import catalog as c
 from jaxobs.generate import names as r
 from jaxobs.generate import promql
+from jaxobs.generate.health_runbooks import HEALTH_RUNBOOKS
 from jaxobs.generate.render import header_line
 from jaxobs.generate.resources import COLD, MISS, OOM, RECOMPILE
+from jaxobs.generate.runbook_model import JOB, PLACEHOLDERS, SVC, Runbook
 from jaxobs.generate.sli import STEADY
-
-#: Placeholders, each filled from the alert: ``$service`` and ``$slo`` are its labels,
-#: ``$targets`` its ``targets`` annotation (the service's scrape-target matchers).
-JOB = "$targets"
-SVC = 'service="$service"'
-PLACEHOLDERS = ("Fill in `$service` (and `$slo`) from the alert's labels and `$targets` from its "
-                "`targets` annotation (the service's scrape targets, e.g. `job=\"inference\"`).")
-
-
-@dataclass(frozen=True)
-class Runbook:
-    severity: str
-    meaning: str
-    checks: tuple[tuple[str, str], ...]  # (what it tells you, PromQL)
-    mitigations: tuple[str, ...]
-    escalation: str
 
 
 def _q(metric: str, *matchers: str) -> str:
@@ -426,6 +411,7 @@ RUNBOOKS: dict[str, Runbook] = {
         ),
         escalation="Ticket for the deploy tooling owners.",
     ),
+    **HEALTH_RUNBOOKS,
 }
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import jax
 
 from jaxobs import catalog
-from jaxobs.runtime import causes, compile_events, sli, tracing
+from jaxobs.runtime import causes, compile_events, manifest, sli, tracing
 from jaxobs.telemetry import recorder_for
 from jaxobs.telemetry.internal_errors import report_internal_error
 from jaxobs.telemetry.recorder import Recorder
@@ -174,6 +174,7 @@ class InstrumentedJit:
                  check_finite: bool | None = None, jitted: Any = None, **jit_kwargs: Any) -> None:
         self._jitted = jitted if jitted is not None else jax.jit(fun, **jit_kwargs)
         self.name = name or default_name(fun)
+        manifest.track(self)  # warm starts and baseline recording find functions by name
         self._recorder: Recorder = recorder_for(registry)
         rate = _settings.sample_rate if sample_rate is None else sample_rate
         _check_rate(rate)
@@ -373,6 +374,7 @@ class InstrumentedJit:
             del self._history[:-_HISTORY]
         self._recorder.counter(catalog.COMPILATIONS, self.label, cause).inc()
         compile_events.notify_compiled(self.name, cause)
+        manifest.record(self, args, kwargs)  # the abstract signature, for warm-start manifests
         if self._analyze:
             self._record_analysis(args, kwargs, compiled)
         return cause, detail

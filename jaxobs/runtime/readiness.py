@@ -7,6 +7,8 @@ pay cold starts.  Users without warmups call :func:`set_ready` themselves.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from typing import Any
 
@@ -58,15 +60,41 @@ def register_warmup(fn: Any, *args: Any, **kwargs: Any) -> None:
     set_ready(False)
 
 
-def run_warmups() -> int:
-    """Compile every registered warmup, then mark the process ready. Returns how many ran."""
+def run_warmups(manifest: str | os.PathLike[str] | None = None) -> int:
+    """Compile every registered warmup, then mark the process ready. Returns how many ran.
+
+    ``manifest`` (default: the ``JAXOBS_MANIFEST`` environment variable) is a
+    file written by ``jaxobs.save_manifest``: every signature it recorded for a
+    live instrumented function of the same name is compiled too, before
+    readiness (:mod:`jaxobs.runtime.manifest`).  Stale signatures are skipped,
+    counted and logged.  A bad file passed here raises ``ManifestError``; one
+    named by the environment variable is logged and skipped, so a missing
+    first manifest never keeps a pod from starting.
+    """
     with _lock:
         pending = list(_registered)
         _registered.clear()
     for fn, args, kwargs in pending:
         fn.warmup(*args, **kwargs)
+    warmed = _warm_from_manifest(manifest)
     set_ready(True)
-    return len(pending)
+    return len(pending) + warmed
+
+
+def _warm_from_manifest(manifest: str | os.PathLike[str] | None) -> int:
+    from jaxobs.runtime import manifest as manifests
+
+    source = manifest if manifest is not None else os.environ.get(manifests.ENV_IN)
+    if not source:
+        return 0
+    try:
+        return manifests.warm_from_manifest(source).warmed
+    except manifests.ManifestError as exc:
+        if manifest is not None:
+            raise
+        logging.getLogger("jaxobs.manifest").warning("jaxobs: %s (%s); starting without it",
+                                                     exc, manifests.ENV_IN)
+        return 0
 
 
 def warmup(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -144,6 +144,14 @@ class ResourceThresholds:
     deploy_grace_window: str = "10m"
     #: a deploy window open longer than this is stuck: inhibition stops and a ticket says so.
     deploy_max_duration: str = "2h"
+    #: ticket when sampled calls return NaN or Inf
+    nonfinite_outputs: bool = True
+    #: ticket when a determinism canary (jaxobs.canary) differs from its reference
+    canary_mismatch: bool = True
+    #: ticket when a busy GPU spends more than ``gpu_throttle_ratio`` of 30 minutes
+    #: throttled by power or heat
+    gpu_throttled: bool = True
+    gpu_throttle_ratio: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,10 @@ _RESOURCE_RULES: dict[str, Callable[[_Context, Any, str], Any]] = {
     "oom_instance_ratio": lambda c, v, p: float(_number(c, v, p, 0, 1, "use a ratio, e.g. 0.5")),
     "deploy_grace_window": _duration,
     "deploy_max_duration": _duration,
+    "nonfinite_outputs": _boolean,
+    "canary_mismatch": _boolean,
+    "gpu_throttled": _boolean,
+    "gpu_throttle_ratio": lambda c, v, p: float(_number(c, v, p, 0, 1, "use a ratio, e.g. 0.5")),
 }
 
 

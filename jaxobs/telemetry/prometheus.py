@@ -380,7 +380,7 @@ class PortInUseError(MetricsServerError):
 
 def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = None, *,
                       max_connections: int = 16, request_timeout: float = 5.0,
-                      scrape_timeout: float = 10.0) -> Any:
+                      scrape_timeout: float = 10.0, profiling: bool | Any = False) -> Any:
     """Serve ``/metrics`` (and ``/healthz``, ``/readyz``) from this process.
 
     The server is the sidecar's hardened one (:mod:`jaxobs.exporter.http`): a
@@ -395,6 +395,10 @@ def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = N
     directory) it serves its own metrics instead.  Returns ``(server, thread)``
     like prometheus-client.  Raises only :class:`MetricsServerError`
     (:class:`PortInUseError` when the port is taken).
+
+    ``profiling=True`` (or a :class:`jaxobs.runtime.profiling.Profiler`) adds
+    ``POST /debug/jaxobs/profile?seconds=N``: a bounded, single-flight
+    ``jax.profiler`` capture of this process (docs/debugging.md).
     """
     import prometheus_client
 
@@ -402,6 +406,7 @@ def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = N
 
     try:
         recorder = recorder_for(registry)  # make sure jaxobs series are registered
+        profile = _profile_endpoint(profiling, registry)
         if registry is None:
             registry = prometheus_client.REGISTRY
             if os.environ.get(MULTIPROC_ENV):
@@ -410,7 +415,8 @@ def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = N
                 registry.register(_MultiprocessOrLocal(local))
                 flush_multiprocess()
         server = _hardened_server(port, addr, registry, recorder, max_connections=max_connections,
-                                  request_timeout=request_timeout, scrape_timeout=scrape_timeout)
+                                  request_timeout=request_timeout, scrape_timeout=scrape_timeout,
+                                  profile=profile)
     except MetricsServerError:
         raise
     except OSError as exc:
@@ -430,8 +436,19 @@ def start_http_server(port: int = 9464, addr: str = "0.0.0.0", registry: Any = N
     return server, thread
 
 
+def _profile_endpoint(profiling: bool | Any, registry: Any) -> Any:
+    """The profile endpoint's handler, or None when profiling is off."""
+    if profiling is False or profiling is None:
+        return None
+    from jaxobs.runtime.profiling import Profiler, handle_profile_request
+
+    profiler = profiling if isinstance(profiling, Profiler) else Profiler(registry=registry)
+    return lambda method, query: handle_profile_request(profiler, method, query)
+
+
 def _hardened_server(port: int, addr: str, registry: Any, recorder: Recorder, *,
-                     max_connections: int, request_timeout: float, scrape_timeout: float) -> Any:
+                     max_connections: int, request_timeout: float, scrape_timeout: float,
+                     profile: Any = None) -> Any:
     from jaxobs.exporter.http import Endpoints, ExporterServer, HttpConfig
     from jaxobs.exporter.sources import Readiness
 
@@ -441,4 +458,5 @@ def _hardened_server(port: int, addr: str, registry: Any, recorder: Recorder, *,
 
     config = HttpConfig(address=addr, port=int(port), max_connections=max_connections,
                         request_timeout=request_timeout, scrape_timeout=scrape_timeout)
-    return ExporterServer(config, Endpoints(metrics=lambda _timeout: registry, readiness=readiness))
+    return ExporterServer(config, Endpoints(metrics=lambda _timeout: registry, readiness=readiness,
+                                            profile=profile))
