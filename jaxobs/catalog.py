@@ -26,6 +26,8 @@ CALL_BUCKETS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 1.0)
 #: Compile phases and cold calls: compiles take tens of ms to minutes and happen a
 #: handful of times, so a few coarse bounds (plus exact per-phase sums and counts) suffice.
 COMPILE_BUCKETS: tuple[float, ...] = (0.1, 1.0, 10.0)
+#: Fill of one padded batch: real rows / padded rows (a ratio, not seconds).
+FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 #: The base of a layout derived from an SLO spec: the spec's thresholds are added to it.
 SLO_BASE_BUCKETS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 60.0)
 
@@ -36,6 +38,8 @@ DEFAULT_LAYOUTS: dict[str, tuple[float, ...]] = {
     "latency": LATENCY_BUCKETS,
     "call": CALL_BUCKETS,
     "compile": COMPILE_BUCKETS,
+    "queue": LATENCY_BUCKETS,  # batching-queue wait, per service
+    "fill": FILL_BUCKETS,
 }
 _layouts: dict[str, tuple[float, ...]] = dict(DEFAULT_LAYOUTS)
 
@@ -187,15 +191,13 @@ REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
                         ("service",), mode="livesum")
 
 # --- batching servers (queue and batch utilisation) -----------------------------------
-#: Fill of one padded batch: real rows / padded rows.
-FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 QUEUE_DEPTH = _g("jaxobs_queue_depth", "Requests waiting in a batching queue.", ("service",),
                  mode="livesum")
 QUEUE_WAIT = _h("jaxobs_queue_wait_seconds",
                 "Time a request waited in the queue until its batch started.", ("service",),
-                LATENCY_BUCKETS)
+                "queue")
 BATCH_FILL = _h("jaxobs_batch_fill_ratio",
-                "Real rows / padded rows of each batch (1 = no padding).", ("service",), FILL_BUCKETS)
+                "Real rows / padded rows of each batch (1 = no padding).", ("service",), "fill")
 BATCH_ROWS = _c("jaxobs_batch_rows_total",
                 "Rows computed by batches, kind=request (real rows) or padding (wasted rows).",
                 ("service", "kind"))
