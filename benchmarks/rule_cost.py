@@ -5,10 +5,16 @@
 1. A synthetic fleet: ``--pods`` pods of the example spec's ``inference``
    service (requests by outcome, request-latency histograms, ``--functions``
    functions' call counters), ``--days`` of history every ``--step`` seconds,
-   ending now, written as OpenMetrics and imported with
-   ``promtool tsdb create-blocks-from openmetrics``.  Three days cover the
-   longest raw-data window of both rule sets (3d); their SLO-window (30d)
-   ratios average a recorded 5-minute series, not raw data.
+   then 15-second samples from an hour ago to 40 minutes ahead (so 5-minute
+   rates have fresh samples while the rules run), written as OpenMetrics and
+   imported with ``promtool tsdb create-blocks-from openmetrics``.
+
+   Limits of this setup: history is coarse (``--step``), which under-weights
+   rules that read days of raw samples (Sloth's ``rate(...[3d])``); and rules
+   that build long windows from their own recorded series (jaxobs' windows
+   and both SLO-window ratios) only have the run's few minutes of recorded
+   history, which under-weights them.  A steady-state figure needs the
+   recording rules backfilled (``promtool tsdb create-blocks-from rules``).
 2. One real Prometheus loads the blocks and evaluates, in the same run and at
    the same interval, both ``alerts/jaxobs.rules.yaml`` (as checked in) and a
    rule file for the same SLOs written from Sloth's documented templates
@@ -126,9 +132,12 @@ def sloth_rules() -> dict:
 
 def write_fleet(path: Path, pods: int, functions: int, days: float, step: int) -> int:
     """OpenMetrics with timestamps; returns the number of series."""
-    end = int(time.time()) - 600
-    start = end - int(days * 86400)
-    times = list(range(start, end, step))
+    # coarse history, then 15 s samples from an hour ago to 40 minutes ahead: the rules are
+    # evaluated "now", and their 5-minute rates need fresh samples (future ones are not read
+    # before their time comes)
+    now = int(time.time())
+    start = now - int(days * 86400)
+    times = list(range(start, now - 3600, step)) + list(range(now - 3600, now + 2400, 15))
     bounds = [catalog.le_label(b) for b in catalog.LATENCY_BUCKETS] + ["+Inf"]
     # a request-latency distribution (cumulative share per bound) and rates per pod
     share = [min(1.0, 0.05 + i / len(catalog.LATENCY_BUCKETS)) for i in range(len(catalog.LATENCY_BUCKETS))] + [1.0]
@@ -235,9 +244,10 @@ def main() -> None:
 
             jaxobs_series = count('count({__name__=~"jaxobs_slo:.*"})')
             sloth_series = count('count({__name__=~"slo:.*|sloth_slo_info"})')
-            sanity = {
-                "jaxobs 3d availability": count('jaxobs_slo:sli_error:ratio{service="inference",slo="availability",window="3d"} * 1e6'),
-                "sloth 3d availability": count('slo:sli_error:ratio_rate3d{sloth_id="inference-availability"} * 1e6'),
+            sanity = {  # both rule sets should see the synthetic 0.1 % error ratio (x 1e6 = 1000)
+                "jaxobs 5m availability": count('jaxobs_slo:sli_error:ratio{service="inference",'
+                                                'slo="availability",window="5m"} * 1e6'),
+                "sloth 5m availability": count('slo:sli_error:ratio_rate5m{sloth_id="inference-availability"} * 1e6'),
             }
         finally:
             prom.terminate()
