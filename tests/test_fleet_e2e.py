@@ -3,13 +3,13 @@
 Topology (everything on 127.0.0.1):
 
 * cluster ``a`` and cluster ``b``: two instrumented JAX processes each, scraped
-  by one Prometheus per cluster with ``external_labels: {cluster: a|b}``.  Each
-  cluster Prometheus evaluates the generated rules (per-cluster pages: the
-  external label rides on every alert it sends) and remote-writes its raw
-  series to the central Prometheus, minus its own rule outputs;
-* a central Prometheus (``--web.enable-remote-write-receiver``) evaluates the
-  same generated rules over every cluster: the fleet-wide SLO;
-* one Alertmanager receives the alerts of all three.
+  by one Prometheus per cluster with ``external_labels: {cluster: a|b}``, which
+  remote-writes everything to
+* a central Prometheus (``--web.enable-remote-write-receiver``) that evaluates
+  the generated rules and sends alerts to one Alertmanager.  The spec has the
+  same availability SLO twice: ``availability`` with ``group_by: [cluster]``
+  (evaluated and paged per cluster) and ``availability-fleet`` (one fleet-wide
+  ratio).
 
 The spec has short burn-rate windows (one page tier: 2x over 1m, confirmed over
 20s, ``for: 10s``) so the page fires within a minute; the rule generator is
@@ -46,6 +46,13 @@ services:
     slos:
       - name: availability
         objective: 90            # budget 10%: cluster a fails 50% (5x), the fleet ~25% (2.5x)
+        group_by: [cluster]
+        sli: {{availability: {{}}}}
+        alerting:
+          tiers:
+            - {{severity: page, burn_rate: 2, long_window: 1m, short_window: 20s, for: 10s}}
+      - name: availability-fleet
+        objective: 90
         sli: {{availability: {{}}}}
         alerting:
           tiers:
@@ -114,21 +121,12 @@ def _prometheus(workdir: Path, config: dict[str, Any], *flags: str) -> Iterator[
         stop(proc)
 
 
-def _cluster_config(name: str, targets: list[str], rules_file: Path, central: str,
-                    alertmanager: str) -> dict[str, Any]:
+def _cluster_config(name: str, targets: list[str], central: str) -> dict[str, Any]:
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                   "external_labels": {"cluster": name}},
+        "global": {"scrape_interval": "1s", "external_labels": {"cluster": name}},
         "scrape_configs": [{"job_name": SERVICE, "static_configs": [{"targets": targets}]}],
-        "rule_files": [str(rules_file)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "remote_write": [{
-            "url": f"{central}/api/v1/write",
-            "queue_config": {"batch_send_deadline": "1s", "min_backoff": "100ms"},
-            # the central Prometheus computes its own SLO series from the raw ones
-            "write_relabel_configs": [{"source_labels": ["__name__"], "regex": "jaxobs_slo:.*|ALERTS.*",
-                                       "action": "drop"}],
-        }],
+        "remote_write": [{"url": f"{central}/api/v1/write",
+                          "queue_config": {"batch_send_deadline": "1s", "min_backoff": "100ms"}}],
     }
 
 
@@ -146,10 +144,9 @@ def test_an_outage_in_one_cluster_pages_for_that_cluster_and_the_fleet_slo_sees_
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am.address]}]}]},
             }, "--web.enable-remote-write-receiver") as central:
         clusters = [
-            _prometheus(tmp_path / c, _cluster_config(c, [f"127.0.0.1:{p}" for p in ports[c]],
-                                                      rules_file, central.url, am.address))
+            _prometheus(tmp_path / c, _cluster_config(c, [f"127.0.0.1:{p}" for p in ports[c]], central.url))
             for c in ("a", "b")]
-        with clusters[0] as prom_a, clusters[1] as prom_b:
+        with clusters[0], clusters[1]:
             # dashboards' queries answer per cluster on the central Prometheus
             per_cluster = f'sum by (cluster) (rate(jaxobs_requests_total{{job="{SERVICE}"}}[30s]))'
             wait_until(lambda: len(central.query(per_cluster)) == 2, 90,
@@ -160,21 +157,24 @@ def test_an_outage_in_one_cluster_pages_for_that_cluster_and_the_fleet_slo_sees_
                                     what="error rates per cluster")
             assert by_cluster.get("a", 0) > 0 and by_cluster.get("b", 0) == 0
 
-            # the fleet-wide SLO: the central Prometheus' own recording rule sees both clusters
-            ratio = f'{rules.ERROR_RATIO}{{service="{SERVICE}",slo="availability",window="20s"}}'
-            fleet = central.wait_value(ratio, lambda v: 0.1 < v < 0.4, timeout=90)
-            in_a = prom_a.wait_value(ratio, lambda v: v > 0.3, timeout=60)
+            # the per-cluster SLO and the fleet-wide one, both recorded by the central Prometheus
+            def ratio(slo: str, cluster: str | None = None) -> str:
+                where = f',cluster="{cluster}"' if cluster else ""
+                return f'{rules.ERROR_RATIO}{{service="{SERVICE}",slo="{slo}",window="20s"{where}}}'
+
+            in_a = central.wait_value(ratio("availability", "a"), lambda v: v > 0.3, timeout=90)
+            wait_until(lambda: central.value(ratio("availability", "b")) == 0, 60,
+                       what="cluster b's own ratio (0: it fails nothing)")
+            fleet = central.wait_value(ratio("availability-fleet"), lambda v: 0.1 < v < 0.4, timeout=60)
             assert fleet < in_a  # cluster b's good traffic dilutes the fleet's ratio
 
-            def pages() -> list[dict[str, Any]]:
+            def pages(slo: str) -> list[dict[str, Any]]:
                 return [a for a in http_get_json(f"{am.url}/api/v2/alerts")
                         if a["labels"].get("alertname") == rules.SLO_BURN
-                        and a["labels"].get("severity") == "page"]
+                        and a["labels"].get("severity") == "page" and a["labels"].get("slo") == slo]
 
-            wait_until(lambda: any(p["labels"].get("cluster") == "a" for p in pages()), 120,
+            wait_until(lambda: any(p["labels"].get("cluster") == "a" for p in pages("availability")), 120,
                        what="cluster a's page at Alertmanager")
-            # the fleet-wide page (from the central Prometheus: no cluster label) also fires
-            wait_until(lambda: any("cluster" not in p["labels"] for p in pages()), 90,
-                       what="the fleet-wide page at Alertmanager")
-            assert not [p for p in pages() if p["labels"].get("cluster") == "b"]
-            assert prom_b.value(f'ALERTS{{alertname="{rules.SLO_BURN}",alertstate="firing"}}') is None
+            wait_until(lambda: pages("availability-fleet"), 90, what="the fleet-wide page at Alertmanager")
+            assert all("cluster" not in p["labels"] for p in pages("availability-fleet"))
+            assert not [p for p in pages("availability") if p["labels"].get("cluster") != "a"]
