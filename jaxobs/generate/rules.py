@@ -49,6 +49,7 @@ from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
     Alert,
     dashboard_uid,
 )
+from jaxobs.generate.kube_rules import kube_rule_groups
 from jaxobs.generate.render import dump_yaml
 from jaxobs.generate.resources import resource_alerts
 from jaxobs.generate.sli import sli_words
@@ -129,6 +130,7 @@ def rule_groups(spec: Spec) -> list[dict[str, Any]]:
         groups.append({"name": f"jaxobs-resources-{service.name}",
                        "rules": [alert_rule(a, spec) for a in resource_alerts(service,
                                                                                spec.resources)]})
+        groups += kube_rule_groups(service)
     return groups
 
 
