@@ -129,6 +129,23 @@ REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
                         "Requests or steps currently inside jaxobs.request/step.",
                         ("service",), mode="livesum")
 
+# --- batching servers (queue and batch utilisation) -----------------------------------
+#: Fill of one padded batch: real rows / padded rows.
+FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+QUEUE_DEPTH = _g("jaxobs_queue_depth", "Requests waiting in a batching queue.", ("service",),
+                 mode="livesum")
+QUEUE_WAIT = _h("jaxobs_queue_wait_seconds",
+                "Time a request waited in the queue until its batch started.", ("service",),
+                LATENCY_BUCKETS)
+BATCH_FILL = _h("jaxobs_batch_fill_ratio",
+                "Real rows / padded rows of each batch (1 = no padding).", ("service",), FILL_BUCKETS)
+BATCH_ROWS = _c("jaxobs_batch_rows_total",
+                "Rows computed by batches, kind=request (real rows) or padding (wasted rows).",
+                ("service", "kind"))
+REQUESTS_REJECTED = _c("jaxobs_requests_rejected_total",
+                       "Requests refused before any work (reason=overload: the queue was full, "
+                       "answered 503 with Retry-After).", ("service", "reason"))
+
 # --- process state --------------------------------------------------------------------
 READY = _g("jaxobs_ready", "1 once every registered warmup finished.", mode="max")
 BUILD_INFO = _g("jaxobs_build_info",
@@ -223,7 +240,8 @@ APP_WRITERS_DISABLED = _g("jaxobs_exporter_app_writers_disabled",
 
 # --- training goodput -----------------------------------------------------------------
 STEP_BADPUT = _c("jaxobs_step_badput_seconds_total",
-                 "Seconds of training steps lost, by reason (compile, data, checkpoint, anomaly).",
+                 "Wall-clock seconds of a training job lost, by reason (startup, restore, compile, "
+                 "data, checkpoint, anomaly, failed, disruption, or a custom event).",
                  ("service", "reason"))
 STEP_GOODPUT = _c("jaxobs_step_goodput_seconds_total",
                   "Seconds of training steps spent on useful work: step time minus its compile "
@@ -231,6 +249,18 @@ STEP_GOODPUT = _c("jaxobs_step_goodput_seconds_total",
 STEP_EXAMPLES = _c("jaxobs_step_examples_total",
                    "Examples processed by training steps (throughput: its rate, examples/s).",
                    ("service",))
+STEP_WALL = _c("jaxobs_step_wall_seconds_total",
+               "Wall-clock seconds the goodput tracker accounts for, from its start mark (process "
+               "start by default): goodput + badput + unaccounted.", ("service",))
+STEP_UNACCOUNTED = _g("jaxobs_step_unaccounted_seconds",
+                      "Wall-clock seconds since the start mark in no goodput block and no badput "
+                      "reason (logging, evaluation outside a block).", ("service",))
+STEP_EXPECTED = _g("jaxobs_step_expected_seconds",
+                   "Expected step time: configured, or the lowest median step time of any full "
+                   "window so far.", ("service",))
+STEP_RECENT = _g("jaxobs_step_recent_seconds",
+                 "Median step time of the recent window (divide by jaxobs_step_expected_seconds "
+                 "for the deviation).", ("service",))
 
 
 def _collect() -> dict[str, MetricSpec]:

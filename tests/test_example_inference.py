@@ -11,6 +11,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -95,6 +96,10 @@ def requests_by(registry: CollectorRegistry, outcome: str) -> float:
 
 def cold_requests(registry: CollectorRegistry) -> float:
     return jaxobs.telemetry.recorder_for(registry).observation_count(catalog.REQUEST_DURATION, server.SERVICE, "cold")
+
+
+def steady_requests(registry: CollectorRegistry) -> float:
+    return jaxobs.telemetry.recorder_for(registry).observation_count(catalog.REQUEST_DURATION, server.SERVICE, "steady")
 
 
 # --- batching helpers -------------------------------------------------------------------
@@ -206,7 +211,9 @@ def test_bad_input_is_a_400_and_not_an_slo_error(app: server.InferenceApp, http:
     assert call(http, "/predict", {"inputs": [[1.0, 2.0]]})[0] == 400
     assert call(http, "/predict", {"inputs": rows(33)})[0] == 400
     assert call(http, "/predict", {"nothing": 1})[0] == 400
-    assert requests_by(registry, "error") == 0 and requests_by(registry, "ok") == 3
+    # the client's fault: in neither SLI (no outcome, no latency sample)
+    assert requests_by(registry, "error") == 0 and requests_by(registry, "ok") == 0
+    assert cold_requests(registry) == 0 and steady_requests(registry) == 0
 
 
 def test_injected_errors_and_slow_requests_reach_the_slis(app: server.InferenceApp, http: str,
@@ -215,6 +222,7 @@ def test_injected_errors_and_slow_requests_reach_the_slis(app: server.InferenceA
     status, body = call(http, "/predict", {"inputs": rows(1), "inject": "error"})
     assert status == 500 and "injected failure" in body["error"]
     assert requests_by(registry, "error") == 1
+    assert steady_requests(registry) == 0  # a fast failure is no latency sample
 
     slow = jaxobs.telemetry.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
     before = slow.snapshot()[1]
@@ -313,3 +321,128 @@ def test_pager_prints_one_line_per_alert_with_its_runbook() -> None:
     (line,) = pager.describe("/page", payload)
     assert "/page FIRING   JaxobsErrorBudgetBurn severity=page service=inference slo=availability" in line
     assert "inference/availability: burning" in line and "runbook: https://x/R.md" in line
+
+
+# --- honest SLIs: queued behind a compile, overload, queue and batch metrics, load ---------------
+
+
+def test_requests_queued_behind_a_compiling_batch_are_cold(registry: CollectorRegistry) -> None:
+    import numpy as np
+
+    app = make_app(registry)
+    try:
+        jaxobs.set_ready()
+        for size in (1, 2, 8, 16, 32):  # every bucket but 4 is compiled: only the first batch compiles
+            app.predict(app.params, np.zeros((size, FEATURES), np.float32))
+        run, first = app.batcher._run, threading.Event()
+
+        def slow_first_batch(x: Any) -> Any:
+            out = run(x)
+            if not first.is_set():
+                first.set()
+                time.sleep(0.3)  # a long compile: the followers queue up behind it
+            return out
+
+        app.batcher._run = slow_first_batch
+        leader = threading.Thread(target=app.handle, args=({"inputs": rows(3)},))
+        leader.start()
+        assert first.wait(30)
+        followers = [threading.Thread(target=app.handle, args=({"inputs": rows(1)},)) for _ in range(6)]
+        for t in followers:
+            t.start()
+        for t in [leader, *followers]:
+            t.join(30)
+        assert requests_by(registry, "ok") == 7
+        assert compiles(registry).get("shape", 0) + compiles(registry).get("first", 0) == 6  # no more
+        assert cold_requests(registry) == 7  # the compiling batch and the six that waited for it
+        assert steady_requests(registry) == 0
+    finally:
+        app.close()
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_counts_overload(registry: CollectorRegistry) -> None:
+    app = server.InferenceApp(server.ModelConfig(hidden=next(_HIDDEN)), buckets=(1,), registry=registry,
+                              max_queue=1)
+    httpd, _ = server.serve(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        jaxobs.set_ready()
+        gate = threading.Event()
+        run = app.batcher._run
+        app.batcher._run = lambda x: (gate.wait(30), run(x))[1]  # the batcher is stuck
+        busy = threading.Thread(target=app.handle, args=({"inputs": rows(1)},))
+        busy.start()  # taken by the batcher, which now waits
+        time.sleep(0.2)
+        queued = threading.Thread(target=app.handle, args=({"inputs": rows(1)},))
+        queued.start()  # fills the one queue slot
+        time.sleep(0.2)
+        req = urllib.request.Request(url + "/predict", data=json.dumps({"inputs": rows(1)}).encode())
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=30)
+        assert info.value.code == 503 and info.value.headers["Retry-After"] == "1"
+        gate.set()
+        busy.join(30)
+        queued.join(30)
+        rec = jaxobs.telemetry.recorder_for(registry)
+        assert rec.value(catalog.REQUESTS_REJECTED, server.SERVICE, "overload") == 1
+        assert requests_by(registry, "error") == 0 and requests_by(registry, "ok") == 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        app.close()
+
+
+def test_queue_and_batch_metrics_account_for_every_row(app: server.InferenceApp,
+                                                       registry: CollectorRegistry) -> None:
+    app.warm()
+    for n in (1, 3, 5, 32):
+        app.handle({"inputs": rows(n)})
+    rec = jaxobs.telemetry.recorder_for(registry)
+    real = rec.value(catalog.BATCH_ROWS, server.SERVICE, "request")
+    padding = rec.value(catalog.BATCH_ROWS, server.SERVICE, "padding")
+    assert real == 1 + 3 + 5 + 32
+    assert padding == (1 - 1) + (4 - 3) + (8 - 5) + (32 - 32)  # one request per batch here
+    assert rec.observation_count(catalog.BATCH_FILL, server.SERVICE) == app.batcher.batches == 4
+    assert rec.observation_count(catalog.QUEUE_WAIT, server.SERVICE) == 4
+    assert rec.value(catalog.QUEUE_DEPTH, server.SERVICE) == 0
+
+
+def test_load_client_and_server_percentiles(app: server.InferenceApp, http: str,
+                                            registry: CollectorRegistry) -> None:
+    """Reported, not asserted as times: how far the server's view is from the client's."""
+    from jaxobs.telemetry.recorder import quantiles
+
+    app.warm()
+    stats = loadgen.run(loadgen.LoadConfig(url=http, requests=400, duration=60, concurrency=4))
+    rec = jaxobs.telemetry.recorder_for(registry)
+    steady = rec.histogram(catalog.REQUEST_DURATION, server.SERVICE, "steady")
+    q = quantiles(steady)
+    assert stats.ok == 400 and q.count == 400 and cold_requests(registry) == 0
+    real = rec.value(catalog.BATCH_ROWS, server.SERVICE, "request")
+    padding = rec.value(catalog.BATCH_ROWS, server.SERVICE, "padding")
+    print(f"\nclient p50 {stats.quantile(0.5) * 1e3:.2f} ms  p95 {stats.quantile(0.95) * 1e3:.2f} ms  "
+          f"p99 {stats.quantile(0.99) * 1e3:.2f} ms"
+          f"\nserver p50 {q.p50 * 1e3:.2f} ms  p95 {q.p95 * 1e3:.2f} ms  p99 {q.p99 * 1e3:.2f} ms "
+          f"(bucket-interpolated)"
+          f"\nbatches {app.batcher.batches}, padding {padding / (real + padding):.1%} of computed rows")
+
+
+def test_latency_is_timed_from_arrival_not_from_the_parsed_body(app: server.InferenceApp, http: str,
+                                                                registry: CollectorRegistry) -> None:
+    """A body that trickles in after the headers is part of what the client waits for."""
+    import socket
+    from urllib.parse import urlsplit
+
+    app.warm()
+    parts = urlsplit(http)
+    body = json.dumps({"inputs": rows(1)}).encode()
+    head = (f"POST /predict HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head)
+        time.sleep(0.3)  # the body arrives 0.3 s after the request line
+        sock.sendall(body)
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")
+    steady = jaxobs.telemetry.recorder_for(registry).histogram(catalog.REQUEST_DURATION, server.SERVICE,
+                                                               "steady")
+    assert steady.snapshot()[1] >= 0.3

@@ -148,7 +148,7 @@ def test_semconv_names_match_the_opentelemetry_semantic_conventions_package():
     )
     from opentelemetry.semconv.attributes import error_attributes
 
-    producer = jotel.JaxobsMetricProducer(Recorder())
+    producer = jotel.JaxobsMetricProducer(Recorder(), semconv=True)
     gpu = ("0", "GPU-abc", "NVIDIA H100")
     cases = {
         (catalog.GPU_UTILIZATION, gpu): hw_metrics.HW_GPU_UTILIZATION,
@@ -180,7 +180,8 @@ def test_nvml_collector_exports_hw_gpu_metrics():
     nvml = FakeNvml([FakeGpu(0, uuid="GPU-0000"), FakeGpu(1, uuid="GPU-0001", utilization_pct=80)])
     collector = NvmlCollector(nvml, xid_poll_ms=20)
     try:
-        m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[collector]).produce())
+        m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[collector],
+                                                       semconv=True).produce())
         util = m["hw.gpu.utilization"]
         assert util.unit == "1" and isinstance(util.data, Gauge)
         attrs = {"hw.id": "GPU-0001", "hw.name": "gpu1", "hw.model": "NVIDIA H100 80GB HBM3", "hw.type": "gpu",
@@ -196,8 +197,7 @@ def test_nvml_collector_exports_hw_gpu_metrics():
         assert point(m["hw.temperature"], **gpu0).value == 54
         assert "jaxobs_collector_up" in m  # no convention: catalog name
 
-        plain = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[collector],
-                                                           semconv=False).produce())
+        plain = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[collector]).produce())
         assert "jaxobs_gpu_utilization_ratio" in plain and "hw.gpu.utilization" not in plain
     finally:
         collector.close()
@@ -206,7 +206,8 @@ def test_nvml_collector_exports_hw_gpu_metrics():
 def test_host_collector_exports_process_semconv_metrics():
     from jaxobs.exporter.collectors.host import HostCollector
 
-    m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[HostCollector(self_name="app")]).produce())
+    m = metrics_by_name(jotel.JaxobsMetricProducer(Recorder(), collectors=[HostCollector(self_name="app")],
+                                                   semconv=True).produce())
     rss = point(m["process.memory.usage"], process="app")
     assert rss.value > 10_000_000 and m["process.memory.usage"].unit == "By"
     assert m["process.cpu.time"].data.is_monotonic and m["process.cpu.time"].unit == "s"

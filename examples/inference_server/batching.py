@@ -6,20 +6,29 @@ of a few *bucket* sizes, so the model only ever sees ``len(buckets)`` shapes —
 all of which the server compiles during warmup, before it reports ready.
 
 The batch runs on the batcher's thread while the requests wait on theirs, so
-the batch runs inside :class:`jaxobs.compile_probe` and every request
-of a batch that compiled is told so (and counted as a cold start).
+the batch runs inside :class:`jaxobs.compile_probe`.  A compile
+delays every request queued behind it, not only the ones in the compiling
+batch: every request enqueued before a compiling batch *finished* is cold.
+
+Queue and batch metrics (catalog names, label ``service``): queue depth, the
+time each request waited for its batch, the fill ratio of each padded batch,
+and real vs padding rows.  A full queue refuses at once (:class:`Overloaded`,
+HTTP 503 with ``Retry-After``) instead of blocking a handler thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from time import monotonic
+from time import monotonic, perf_counter
+from typing import Any
 
 import numpy as np
 
-from jaxobs import compile_probe
+from jaxobs import catalog, compile_probe
+from jaxobs.telemetry import recorder_for
 
 #: Padded batch sizes the model is compiled for.
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -41,13 +50,19 @@ def pad_rows(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([x, pad])
 
 
+class Overloaded(Exception):
+    """The queue is full: refuse now (HTTP 503 + Retry-After), do not block or time out later."""
+
+
 class Pending:
     """One request's rows waiting for their batch; the handler thread waits on it."""
 
-    __slots__ = ("rows", "result", "error", "cold", "batch_size", "_done")
+    __slots__ = ("rows", "seq", "enqueued", "result", "error", "cold", "batch_size", "_done")
 
-    def __init__(self, rows: np.ndarray) -> None:
+    def __init__(self, rows: np.ndarray, seq: int = 0) -> None:
         self.rows = rows
+        self.seq = seq
+        self.enqueued = perf_counter()
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.cold = False
@@ -74,7 +89,8 @@ class Batcher:
     them as one padded batch through ``run`` (rows in, rows out; it must block until done)."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 max_wait: float = 0.002, max_queue: int = 1024) -> None:
+                 max_wait: float = 0.002, max_queue: int = 1024, *, service: str = "inference",
+                 registry: Any = None) -> None:
         self._run = run
         self.buckets = tuple(sorted(buckets))
         self.max_rows = self.buckets[-1]
@@ -84,6 +100,14 @@ class Batcher:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self.batches = 0
+        self._seq = itertools.count(1)
+        self._cold_below = 0  # requests with a lower seq were enqueued before a compile finished
+        rec = recorder_for(registry)
+        self._depth = rec.gauge(catalog.QUEUE_DEPTH, service)
+        self._wait = rec.histogram(catalog.QUEUE_WAIT, service)
+        self._fill = rec.histogram(catalog.BATCH_FILL, service)
+        self._rows = rec.counter(catalog.BATCH_ROWS, service, "request")
+        self._padding = rec.counter(catalog.BATCH_ROWS, service, "padding")
 
     def start(self) -> Batcher:
         self._thread.start()
@@ -97,8 +121,12 @@ class Batcher:
         """Queue ``rows`` (1..largest bucket rows) for the next batch."""
         if not 1 <= len(rows) <= self.max_rows:
             raise ValueError(f"a request holds 1..{self.max_rows} rows, got {len(rows)}")
-        pending = Pending(rows)
-        self._queue.put(pending, timeout=1.0)
+        pending = Pending(rows, next(self._seq))  # count() is atomic: seqs follow enqueue order
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            raise Overloaded(f"the queue holds {self._queue.maxsize} requests") from None
+        self._depth.inc()
         return pending
 
     def _next(self, timeout: float) -> Pending | None:
@@ -106,9 +134,11 @@ class Batcher:
             item, self._carry = self._carry, None
             return item
         try:
-            return self._queue.get(timeout=max(timeout, 0.0))
+            item = self._queue.get(timeout=max(timeout, 0.0))
         except queue.Empty:
             return None
+        self._depth.dec()
+        return item
 
     def _collect(self) -> list[Pending]:
         first = self._next(0.1)
@@ -137,6 +167,12 @@ class Batcher:
         x = np.concatenate([p.rows for p in batch])
         size = bucket_for(len(x), self.buckets)
         self.batches += 1
+        started = perf_counter()
+        for p in batch:
+            self._wait.observe(started - p.enqueued)
+        self._fill.observe(len(x) / size)
+        self._rows.inc(len(x))
+        self._padding.inc(size - len(x))
         try:
             with compile_probe() as probe:
                 out = self._run(pad_rows(x, size))
@@ -144,8 +180,10 @@ class Batcher:
             for p in batch:
                 p.finish(None, exc, False, size)
             return
+        if probe.cold:  # everyone already queued waited for this compile too
+            self._cold_below = next(self._seq)
         offset = 0
         for p in batch:
             n = len(p.rows)
-            p.finish(out[offset:offset + n], None, probe.cold, size)
+            p.finish(out[offset:offset + n], None, probe.cold or p.seq < self._cold_below, size)
             offset += n

@@ -3,9 +3,10 @@
 What it shows, in the order a request meets it:
 
 * ``POST /predict`` with ``{"inputs": [[...64 floats...], ...]}`` (1–32 rows)
-  runs inside ``jaxobs.request("inference")``: outcome and latency are the
-  availability and latency SLIs; a request that waited for a compile is a
-  cold start.
+  is one SLI event (``slis.py``): timed from its arrival, counted ok or error,
+  its latency recorded only when it succeeded, cold when it waited for a
+  compile.  Client errors (400) are in no SLI; a full queue answers 503 with
+  ``Retry-After`` and counts as overload.
 * Concurrent requests are batched and padded to a few bucket sizes
   (``batching.py``), so the model compiles ``len(buckets)`` times, ever.
 * At start-up every bucket is precompiled (``jaxobs.register_warmup`` +
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import jax
@@ -48,15 +50,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batching import DEFAULT_BUCKETS, Batcher  # noqa: E402
+from batching import DEFAULT_BUCKETS, Batcher, Overloaded  # noqa: E402
+from slis import RequestSLIs  # noqa: E402
 
 import jaxobs  # noqa: E402
-from jaxobs import mark_cold  # noqa: E402
+from jaxobs import compile_probe  # noqa: E402
 
 SERVICE = "inference"
 #: Largest unpadded request (``"bucket": false``); bounds what a client can make us compile.
 MAX_UNBUCKETED_ROWS = 256
 REQUEST_TIMEOUT = 30.0
+#: Seconds a refused client is told to wait (``Retry-After``): a few batches drain by then.
+RETRY_AFTER_SECONDS = 1
 
 
 class BadRequest(Exception):
@@ -106,7 +111,7 @@ class InferenceApp:
 
     def __init__(self, model: ModelConfig = ModelConfig(), buckets: tuple[int, ...] = DEFAULT_BUCKETS,
                  max_wait: float = 0.002, faults: Faults = Faults(), *, registry: Any = None,
-                 service: str = SERVICE) -> None:
+                 service: str = SERVICE, max_queue: int = 1024) -> None:
         self.model = model
         self.buckets = tuple(sorted(buckets))
         self.faults = faults
@@ -114,7 +119,9 @@ class InferenceApp:
         self.registry = registry
         self.params = init_params(model)
         self.predict = jaxobs.jit(mlp, name="predict", registry=registry)
-        self.batcher = Batcher(self._run_batch, self.buckets, max_wait).start()
+        self.slis = RequestSLIs(service, registry)
+        self.batcher = Batcher(self._run_batch, self.buckets, max_wait, max_queue, service=service,
+                               registry=registry).start()
         self._rng = random.Random(model.seed)
         self._rng_lock = threading.Lock()
 
@@ -133,21 +140,33 @@ class InferenceApp:
                 "classes": self.model.classes, "buckets": list(self.buckets),
                 "max_unbucketed_rows": MAX_UNBUCKETED_ROWS, "fault_injection": self.faults.allow}
 
-    def handle(self, body: Any) -> dict[str, Any]:
-        """One ``/predict`` request: an SLI event (BadRequest does not count as an error)."""
-        with jaxobs.request(self.service, registry=self.registry, ok_exceptions=(BadRequest,)):
-            x, bucketed, inject = self._parse(body)
+    def handle(self, body: Any, arrival: float | None = None) -> dict[str, Any]:
+        """One ``/predict`` request, timed from ``arrival`` (a ``perf_counter()`` value).
+
+        Raises :class:`BadRequest` (in no SLI), :class:`Overloaded` (counted as
+        overload) or the failure (an availability error).
+        """
+        arrival = perf_counter() if arrival is None else arrival
+        x, bucketed, inject = self._parse(body)  # the client's fault: no SLI event
+        self.slis.started()
+        try:
             self._inject(inject)
             if bucketed:
                 pending = self.batcher.submit(x)
                 out = pending.wait(REQUEST_TIMEOUT)
-                if pending.cold:
-                    mark_cold()  # the batch compiled while this request waited
-                batch = pending.batch_size
+                cold, batch = pending.cold, pending.batch_size  # cold: it waited for a compile
             else:
-                out = np.asarray(self.predict(self.params, x))  # compiles once per new size
-                batch = len(x)
-            return {"outputs": out.tolist(), "batch_size": batch}
+                with compile_probe() as probe:
+                    out = np.asarray(self.predict(self.params, x))  # compiles once per new size
+                cold, batch = probe.cold, len(x)
+        except Overloaded:
+            self.slis.refused()
+            raise
+        except BaseException:
+            self.slis.failed()
+            raise
+        self.slis.succeeded(arrival, cold)
+        return {"outputs": out.tolist(), "batch_size": batch}
 
     def _parse(self, body: Any) -> tuple[np.ndarray, bool, str | None]:
         if not isinstance(body, dict) or "inputs" not in body:
@@ -205,6 +224,13 @@ class Handler(BaseHTTPRequestHandler):
     # client's delayed ACK add ~40 ms to every keep-alive response.
     disable_nagle_algorithm = True
     server: AppServer
+    arrival = 0.0
+
+    def parse_request(self) -> bool:
+        # Called as soon as the request line was read: the request has arrived.  Timing from
+        # here (not from do_POST) includes header and body parsing, as the client sees it.
+        self.arrival = perf_counter()
+        return super().parse_request()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/healthz":
@@ -235,17 +261,22 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         try:
-            self._json(HTTPStatus.OK, self.server.app.handle(body))
+            self._json(HTTPStatus.OK, self.server.app.handle(body, self.arrival))
         except BadRequest as exc:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-        except Exception as exc:  # counted as outcome="error" by jaxobs.request
+        except Overloaded as exc:  # counted as overload, not as an error of the model
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"overloaded: {exc}"},
+                       {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        except Exception as exc:  # counted as outcome="error"
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
 
-    def _json(self, status: HTTPStatus, payload: Any) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+    def _json(self, status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send(self, status: HTTPStatus, body: bytes, ctype: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -280,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buckets", default=",".join(map(str, DEFAULT_BUCKETS)),
                    help="padded batch sizes, comma-separated")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill up")
+    p.add_argument("--max-queue", type=int, default=1024,
+                   help="requests that may wait for a batch; more are refused with 503 + Retry-After")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip warmup: the first request of each bucket pays the compile")
@@ -298,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     faults = Faults(allow=args.allow_injection, fail_rate=args.fail_rate, slow_rate=args.slow_rate,
                     slow_seconds=args.slow_ms / 1e3)
     buckets = tuple(int(b) for b in args.buckets.split(","))
-    app = InferenceApp(buckets=buckets, max_wait=args.max_wait_ms / 1e3, faults=faults)
+    app = InferenceApp(buckets=buckets, max_wait=args.max_wait_ms / 1e3, faults=faults,
+                       max_queue=args.max_queue)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -299,7 +299,7 @@ class ExporterServer(ThreadingHTTPServer):
         self.reaper.set(tls, time.monotonic() + self.config.request_timeout)
         try:
             tls.do_handshake()
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             self.reaper.clear(tls)
             try:
@@ -353,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
     error_message_format = "%(code)d %(message)s\n"
 
     def setup(self) -> None:
-        self.timeout = self.server.config.request_timeout  # per-recv cap; the reaper caps the total
+        self.timeout = self.server.config.request_timeout  # type: ignore[misc]  # per-recv cap; the reaper caps the total
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:

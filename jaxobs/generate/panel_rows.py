@@ -14,6 +14,7 @@ from jaxobs.generate.panel_rows_health import (
     debug_throttling_panels,
     oncall_results_row,
 )
+from jaxobs.generate.panel_rows_throughput import executive_goodput_panel, goodput_panels, queue_row
 from jaxobs.generate.panels import (
     ALERT_BUILD_MISMATCH,
     ALERT_CACHE_HIT,
@@ -129,13 +130,14 @@ def executive_rows(spec: Spec) -> tuple[Row, ...]:
               "Accelerator cost of 1000 requests at the current throughput: hourly cost / "
               "requests per hour x 1000. Rising cost with flat traffic means lower utilization "
               "or more replicas. " + price_note, decimals=4, width=4),
+        executive_goodput_panel(),
         Panel("Accelerator efficiency (MFU)", "stat",
               q(f"avg(\n{MFU}\n)", "MFU"), "percentunit",
               "Average model FLOPs utilization of the instrumented functions: achieved FLOP/s over "
               "the accelerators' peak. Training teams aim for 40-60%; empty on CPU.",
               min=0.0, max=1.0, decimals=1, width=6),
         Panel("Cost per 1k inferences over time", "timeseries", q(cost_per_1k, "cost per 1k"),
-              money, "Cost per 1000 requests over time. " + price_note, width=18, height=6),
+              money, "Cost per 1000 requests over time. " + price_note, width=12, height=6),
     )))
     return tuple(rows)
 
@@ -222,6 +224,7 @@ def oncall_rows(spec: Spec) -> tuple[Row, ...]:
                   "p99 latency of warm requests per service; compare with the latency SLO "
                   "threshold.", width=8),
         )),
+        queue_row(),
         oncall_results_row(),
         Row("Targets and collectors", (
             Panel("Targets up", "stat", q(f"up{{{JOB}}}", "{{instance}}"), "short",
@@ -399,6 +402,7 @@ def debug_rows(spec: Spec) -> tuple[Row, ...]:
                   "HBM used and total per chip.", min=0.0, width=12),
         )),
         Row("Goodput", (
+            *goodput_panels(),
             Panel("Badput by reason", "timeseries",
                   q(f"sum by (reason) ({increase(c.STEP_BADPUT, SVC)})", "{{reason}}"), "s",
                   "Step seconds lost per interval, by reason (compile, data, checkpoint, "

@@ -52,7 +52,7 @@ class Canary:
             raise ValueError(f"every must be a positive duration, got {every!r}")
         self.rtol, self.atol = float(rtol), float(atol)
         self.golden = Path(golden) if golden is not None else None
-        self.name = name or getattr(fn, "__name__", "canary")
+        self.name: str = name or str(getattr(fn, "__name__", "canary"))
         rec = recorder_for(registry)
         self._diff = rec.gauge(catalog.CANARY_MAX_ABS_DIFF, self.name)
         self._last = rec.gauge(catalog.CANARY_LAST_RUN, self.name)
@@ -74,7 +74,8 @@ class Canary:
         fd, tmp = tempfile.mkstemp(dir=self.golden.parent, suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as out:
-                np.savez(out, **{f"leaf_{i}": leaf for i, leaf in enumerate(leaves)})
+                arrays: dict[str, Any] = {f"leaf_{i}": leaf for i, leaf in enumerate(leaves)}
+                np.savez(out, **arrays)
             os.replace(tmp, self.golden)  # atomic: a crash never leaves half a golden file
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -52,7 +52,7 @@ class Capture:
 
     directory: Path
     files: tuple[str, ...]
-    bytes: int
+    size: int  # bytes on disk
 
     def tar_gz(self) -> bytes:
         """The capture as one ``.tar.gz`` (what the HTTP endpoint streams)."""
@@ -171,5 +171,5 @@ def handle_profile_request(profiler: Profiler, method: str, query: dict[str, lis
         return 500, "text/plain; charset=utf-8", f"capture failed: {exc}\n".encode()
     if as_tar:
         return 200, "application/gzip", capture.tar_gz()
-    body = {"directory": str(capture.directory), "files": list(capture.files), "bytes": capture.bytes}
+    body = {"directory": str(capture.directory), "files": list(capture.files), "bytes": capture.size}
     return 200, "application/json", (json.dumps(body) + "\n").encode()

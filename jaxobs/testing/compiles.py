@@ -336,7 +336,7 @@ class _Hub:
     def _activate(self) -> None:
         import jax
 
-        self._saved_explain = bool(jax.config.jax_explain_cache_misses)
+        self._saved_explain = bool(jax.config.jax_explain_cache_misses)  # type: ignore[attr-defined]
         jax.config.update("jax_explain_cache_misses", True)
         self._filter.silence = not self._saved_explain  # keep the messages we switched on quiet
         logging.getLogger(jx.EXPLAIN_LOGGER).addFilter(self._filter)

@@ -55,7 +55,7 @@ def first_difference(a: Any, b: Any, *, atol: float = 0.0, rtol: float = 0.0) ->
 
     leaves_a, tree_a = jax.tree_util.tree_flatten_with_path(a)
     leaves_b, tree_b = jax.tree_util.tree_flatten_with_path(b)
-    if tree_a != tree_b:
+    if tree_a != tree_b:  # type: ignore[operator]  # PyTreeDef defines equality; its stub does not
         return LeafDifference("out", "structure", f"different pytree structure: {tree_a} vs {tree_b}")
     for (path, x), (_, y) in zip(leaves_a, leaves_b, strict=True):
         where = "out" + jax.tree_util.keystr(path)

@@ -45,7 +45,7 @@ class KeyReuseDetected(AssertionError):
         self.guard = guard
 
 
-class no_key_reuse:
+class no_key_reuse:  # noqa: N801 - used as `with no_key_reuse():`, like contextlib helpers
     """``with no_key_reuse(): ...`` fails with :class:`KeyReuseDetected` if a key is reused inside.
 
     Also a decorator.  Restores the previous ``jax_debug_key_reuse`` setting on exit.
@@ -54,7 +54,7 @@ class no_key_reuse:
     def __enter__(self) -> no_key_reuse:
         import jax
 
-        self._saved = bool(jax.config.jax_debug_key_reuse)
+        self._saved = bool(jax.config.jax_debug_key_reuse)  # type: ignore[attr-defined]
         jax.config.update("jax_debug_key_reuse", True)
         _legacy.enter()
         return self

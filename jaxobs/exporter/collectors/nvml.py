@@ -173,7 +173,7 @@ class NvmlCollector(Collector):
     def __init__(self, nvml: Any | None = None, *, xid_poll_ms: int = 500,
                  app_pids: Callable[[], set[int]] | None = None) -> None:
         super().__init__()
-        self._nvml = nvml
+        self._nvml: Any = nvml  # the pynvml module, or a double with its API
         #: the workload's processes (``--app-pid`` or the multiprocess file names): only
         #: these get their own ``pid`` label, everything else is summed as "others"
         self._app_pids = app_pids or (lambda: set())
@@ -210,7 +210,7 @@ class NvmlCollector(Collector):
         return gpus
 
     def _identify(self, gpu: Gpu) -> None:
-        nvml = self._nvml
+        nvml: Any = self._nvml
         handle = nvml.nvmlDeviceGetHandleByIndex(gpu.index)
         gpu.uuid = str(nvml.nvmlDeviceGetUUID(handle))
         gpu.model = str(nvml.nvmlDeviceGetName(handle))
@@ -280,7 +280,8 @@ class NvmlCollector(Collector):
         when that is another PID namespace than the sidecar's (no ``hostPID``),
         nothing matches and all use shows as "others".
         """
-        nvml, out = self._nvml, []
+        nvml: Any = self._nvml
+        out: list[tuple[catalog.MetricSpec, tuple[str, ...], float]] = []
         try:
             app = self._app_pids()
         except Exception:  # a vanished multiprocess directory: nobody is "ours" this scrape
