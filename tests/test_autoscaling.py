@@ -137,6 +137,15 @@ def test_triggers_divide_the_warm_sum_by_the_per_replica_target():
     assert {r["name"]["as"] for r in adapter} == set(targets)
 
 
+def test_queue_depth_defaults_to_the_catalog_gauge_of_the_service():
+    service = spec_with(FULL.replace("{metric: my_queue_depth, value: 8}", "8")).services[0]
+    (queue,) = [r for r in autoscaling.recording_rules(service) if r["record"] == n.AUTOSCALE_QUEUE]
+    assert f'{c.QUEUE_DEPTH.name}{{job="api",service="api"}}' in queue["expr"]
+    custom = spec_with(FULL).services[0]
+    (queue,) = [r for r in autoscaling.recording_rules(custom) if r["record"] == n.AUTOSCALE_QUEUE]
+    assert 'my_queue_depth{job="api"}' in queue["expr"]
+
+
 def test_quantities():
     assert [autoscaling.quantity(v) for v in (4, 4.0, 0.7, 1.5, 0.85)] == \
         ["4", "4", "700m", "1500m", "850m"]

@@ -261,8 +261,8 @@ def test_promtool_checks_the_rules(tree) -> None:
     proc = subprocess.run([promtool, "check", "rules", str(tree / "alerts/jaxobs.rules.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # 139 SLO and resource rules + 4 autoscaling and 8 canary recordings of the inference service
-    assert "SUCCESS: 151 rules found" in proc.stdout
+    # 139 SLO and resource rules + 5 autoscaling and 8 canary recordings of the inference service
+    assert "SUCCESS: 152 rules found" in proc.stdout
 
 
 def test_promtool_checks_the_prometheus_rule_groups(tree, tmp_path) -> None:

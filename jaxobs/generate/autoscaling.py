@@ -89,9 +89,10 @@ def signals(service: Service, a: Autoscaling) -> list[Signal]:
     per_replica = (*REPLICA, *g)
     out: list[Signal] = []
     if a.queue_depth is not None:
+        queue = (q.selector(a.queue_depth.metric, *s) if a.queue_depth.metric else
+                 q.selector(c.QUEUE_DEPTH.name, *s, q.eq("service", service.name)))
         out.append(Signal("queue-depth", n.AUTOSCALE_QUEUE, q.agg("sum", g, _on_serving(
-            q.selector(a.queue_depth.metric, *s), service, w)), a.queue_depth.per_replica,
-            f"queued requests ({a.queue_depth.metric})"))
+            queue, service, w)), a.queue_depth.per_replica, "queued requests"))
     if a.in_flight_per_replica is not None:
         in_flight = q.selector(c.REQUESTS_IN_FLIGHT.name, *s, q.eq("service", service.name))
         out.append(Signal("in-flight", n.AUTOSCALE_IN_FLIGHT,

@@ -26,9 +26,10 @@ class ScaleTarget:
 
 @dataclass(frozen=True)
 class QueueTarget:
-    """Queue depth per replica, read from a gauge the server exports (named in the spec)."""
+    """Queue depth per replica: the catalog's ``jaxobs_queue_depth`` of the service, or a
+    gauge the server exports under its own name (``metric``)."""
 
-    metric: str
+    metric: str | None
     per_replica: float
 
 

@@ -14,7 +14,7 @@ The accepted format, with every default::
         in_flight_per_replica: 4    # jaxobs_requests_in_flight of the service
         accelerator_utilization: 0.7  # GPU utilization or TPU duty cycle
         device_memory_headroom: 0.2   # keep 20% of device memory free
-        queue_depth_per_replica: {metric: my_queue_depth, value: 8}
+        queue_depth_per_replica: 8  # jaxobs_queue_depth, or {metric: my_queue_depth, value: 8}
     canary:
       track_label: rollouts_pod_template_hash
       interval: 1m
@@ -117,16 +117,24 @@ def _targets(ctx: Context, raw: Any, path: str) -> dict[str, Any]:
             ctx, body["device_memory_headroom"], f"{path}.device_memory_headroom", 0, 1,
             "use the share of device memory to keep free, e.g. 0.2", high_open=True))
     if body.get("queue_depth_per_replica") is not None:
-        sub = f"{path}.queue_depth_per_replica"
-        queue = mapping(ctx, body["queue_depth_per_replica"], sub, ("metric", "value"),
-                        required=("metric", "value"))
-        out["queue_depth"] = QueueTarget(
-            metric=string(ctx, queue["metric"], f"{sub}.metric", _METRIC,
-                          "name the queue-depth gauge your server exports, e.g. my_queue_depth"),
-            per_replica=float(number(ctx, queue["value"], f"{sub}.value", 0, 1e9,
-                                     "use the queued requests one warm replica should hold, "
-                                     "e.g. 8")))
+        out["queue_depth"] = _queue(ctx, body["queue_depth_per_replica"],
+                                    f"{path}.queue_depth_per_replica")
     return out
+
+
+def _queue(ctx: Context, raw: Any, path: str) -> QueueTarget:
+    """A number (the catalog's ``jaxobs_queue_depth`` of the service) or ``{metric, value}``
+    naming the server's own queue-depth gauge."""
+    fix = "use the queued requests one warm replica should hold, e.g. 8"
+    if not isinstance(raw, dict):
+        return QueueTarget(metric=None, per_replica=float(number(ctx, raw, path, 0, 1e9, fix)))
+    body = mapping(ctx, raw, path, ("metric", "value"), required=("value",))
+    metric = None
+    if body.get("metric") is not None:
+        metric = string(ctx, body["metric"], f"{path}.metric", _METRIC,
+                        "name the queue-depth gauge your server exports, e.g. my_queue_depth")
+    return QueueTarget(metric=metric,
+                       per_replica=float(number(ctx, body["value"], f"{path}.value", 0, 1e9, fix)))
 
 
 def parse_canary(ctx: Context, raw: Any, path: str) -> Canary:
