@@ -147,9 +147,11 @@ def parse_canary(ctx: Context, raw: Any, path: str) -> Canary:
             ctx, body["track_label"], f"{path}.track_label", _LABEL,
             "use the Prometheus label that tells canary from stable, e.g. "
             "rollouts_pod_template_hash")
-    for key in ("interval", "initial_delay"):
-        if key in body:
-            kwargs[key] = duration(ctx, body[key], f"{path}.{key}")
+    if "interval" in body:
+        kwargs["interval"] = duration(ctx, body["interval"], f"{path}.interval")
+    if "initial_delay" in body:  # 0s: measure at once
+        kwargs["initial_delay"] = "0s" if body["initial_delay"] in ("0", "0s", "0m", 0) else \
+            duration(ctx, body["initial_delay"], f"{path}.initial_delay")
     if "count" in body:
         kwargs["count"] = _int(ctx, body["count"], f"{path}.count", 1,
                                "use the number of measurements per analysis, e.g. 10")
