@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxobs.generate import promql as q
+from jaxobs.generate.kube_rules import kube_rule_groups
 from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
     ALERT_NAME_PATTERN,
     ALERT_NAMES,
@@ -49,7 +50,6 @@ from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
     Alert,
     dashboard_uid,
 )
-from jaxobs.generate.kube_rules import kube_rule_groups
 from jaxobs.generate.render import dump_yaml
 from jaxobs.generate.resources import resource_alerts
 from jaxobs.generate.sli import sli_words
