@@ -43,6 +43,8 @@ The accepted format, with every default (docs/slos.md explains each field)::
                                     # cache_hit: {selector: {function: f}},
                                     # raw: {errors: 'PromQL [$window]', total: '...'}
             alerting: {no_data: true, tiers: [{severity: page, burn_rate: 3, long_window: 1h}]}
+        autoscaling: {...}          # KEDA/HPA objects (jaxobs.slo.kube_spec, docs/autoscaling.md)
+        canary: {...}               # an Argo Rollouts AnalysisTemplate (same)
 """
 
 from __future__ import annotations
