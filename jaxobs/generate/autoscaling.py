@@ -43,13 +43,12 @@ REPLICA = ("job", "instance")
 
 @dataclass(frozen=True)
 class Signal:
-    """One scaling signal: its recording, its per-replica target, and its words."""
+    """One scaling signal: its recording and its per-replica target."""
 
     key: str  # short name: trigger name and external metric suffix
     record: str
     expr: str
     per_replica: float
-    what: str
 
 
 def kube_dir(service: Service) -> str:
@@ -92,23 +91,21 @@ def signals(service: Service, a: Autoscaling) -> list[Signal]:
         queue = (q.selector(a.queue_depth.metric, *s) if a.queue_depth.metric else
                  q.selector(c.QUEUE_DEPTH.name, *s, q.eq("service", service.name)))
         out.append(Signal("queue-depth", n.AUTOSCALE_QUEUE, q.agg("sum", g, _on_serving(
-            queue, service, w)), a.queue_depth.per_replica, "queued requests"))
+            queue, service, w)), a.queue_depth.per_replica))
     if a.in_flight_per_replica is not None:
         in_flight = q.selector(c.REQUESTS_IN_FLIGHT.name, *s, q.eq("service", service.name))
         out.append(Signal("in-flight", n.AUTOSCALE_IN_FLIGHT,
                           q.agg("sum", g, _on_serving(in_flight, service, w)),
-                          a.in_flight_per_replica, "requests in flight"))
+                          a.in_flight_per_replica))
     if a.accelerator_utilization is not None:
         busy = (f"{q.selector(c.GPU_UTILIZATION.name, *s)}\nor\n"
                 f"{q.selector(c.TPU_DUTY_CYCLE.name, *s)}")
         out.append(Signal("accelerator", n.AUTOSCALE_ACCELERATOR, q.agg("sum", g, _on_serving(
-            q.agg("avg", per_replica, busy), service, w)), a.accelerator_utilization,
-            "accelerator utilization (GPU utilization or TPU duty cycle)"))
+            q.agg("avg", per_replica, busy), service, w)), a.accelerator_utilization))
     if a.device_memory_headroom is not None:
         used = q.selector(c.DEVICE_MEMORY_UTILIZATION.name, *s)
         out.append(Signal("device-memory", n.AUTOSCALE_DEVICE_MEMORY, q.agg("sum", g, _on_serving(
-            q.agg("max", per_replica, used), service, w)), round(1 - a.device_memory_headroom, 6),
-            "device memory in use (fullest device of each replica)"))
+            q.agg("max", per_replica, used), service, w)), round(1 - a.device_memory_headroom, 6)))
     return out
 
 

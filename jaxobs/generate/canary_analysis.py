@@ -83,7 +83,7 @@ def recording_rules(service: Service) -> list[dict[str, Any]]:
     if canary is None:
         return []
     rules: list[dict[str, Any]] = []
-    for slo in service.slos:
+    for slo in (s for s in service.slos if s.alerting):  # the SLOs the analysis judges
         errors, events = sli_rates(service, _tracked(slo, canary), base_window(slo))
         labels = {"service": service.name, "slo": slo.name}
         rules += [{"record": n.TRACK_ERRORS_RATE, "expr": errors, "labels": dict(labels)},
