@@ -25,13 +25,13 @@ pip_install() {  # $1: extras spec, $2: stamp name
 debian_tools() {
   if command -v promtool >/dev/null && command -v prometheus >/dev/null \
      && command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-     && command -v openssl >/dev/null; then
+     && command -v openssl >/dev/null && command -v chromium >/dev/null; then
     return 0
   fi
   echo "setup: apt-get install prometheus prometheus-alertmanager openssl"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager openssl >/dev/null
+    prometheus prometheus-alertmanager openssl chromium >/dev/null
 }
 
 npm_packages() {

@@ -56,6 +56,11 @@ def test_demo_runs_serves_metrics_and_generates_artifacts(tmp_path: Path):
     for rel in ("alerts/jaxobs.rules.yaml", "alerts/alertmanager.yml", "dashboards/jaxobs-oncall.json",
                 "runbooks/JaxobsOOMErrors.md"):
         assert (out_dir / rel).stat().st_size > 100, rel
+    # and a ready Prometheus and Alertmanager config, with the one command that starts each
+    assert f"- 127.0.0.1:{port}" in (out_dir / "prometheus.yml").read_text()
+    assert (out_dir / "alertmanager.yml").stat().st_size > 100
+    assert f"Prometheus:   prometheus --config.file={out_dir}/prometheus.yml " in output
+    assert f"Alertmanager: prometheus-alertmanager --config.file={out_dir}/alertmanager.yml " in output
 
 
 def test_demo_port_in_use_is_one_clear_line():

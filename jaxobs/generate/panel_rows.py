@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jaxobs import catalog as c
 from jaxobs.generate.panel_rows_health import (
-    MFU,
+    MFU_ALL_FUNCTIONS,
     debug_efficiency_panels,
     debug_throttling_panels,
     oncall_results_row,
@@ -132,7 +132,7 @@ def executive_rows(spec: Spec) -> tuple[Row, ...]:
               "or more replicas. " + price_note, decimals=4, width=4),
         executive_goodput_panel(),
         Panel("Accelerator efficiency (MFU)", "stat",
-              q(f"avg(\n{MFU}\n)", "MFU"), "percentunit",
+              q(f"avg(\n{MFU_ALL_FUNCTIONS}\n)", "MFU"), "percentunit",
               "Average model FLOPs utilization of the instrumented functions: achieved FLOP/s over "
               "the accelerators' peak. Training teams aim for 40-60%; empty on CPU.",
               min=0.0, max=1.0, decimals=1, width=6),

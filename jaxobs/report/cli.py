@@ -23,6 +23,25 @@ def _objectives_from_spec(path: str) -> dict[str, float]:
             if slo.sli.kind == "availability"}
 
 
+def _write_oncall_page(url: str, range_seconds: float, out: Path) -> None:
+    """The HTML page from Prometheus: the on-call essentials, self-contained (inline SVG)."""
+    from jaxobs.generate.write import write_atomic
+    from jaxobs.report.oncall import from_prometheus_oncall
+    from jaxobs.report.page import render_oncall_html
+
+    if out.suffix.lower() == ".png":  # the default name, with --format html
+        out = out.with_suffix(".html")
+    data = from_prometheus_oncall(url, range_seconds)
+    try:
+        write_atomic(out, render_oncall_html(data))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}. "
+                                   "Fix: pass -o with a writable path") from None
+    click.echo(f"wrote {out} ({out.stat().st_size:,} bytes): {len(data.burn)} SLOs, "
+               f"{len(data.latency)} latency series, {len(data.compile_seconds)} compiled functions, "
+               f"{len(data.memory)} devices, {len(data.alerts)} alerts in the range")
+
+
 @click.command("report")
 @click.option("--prometheus", "prometheus_url", metavar="URL",
               help="Prometheus server to query, e.g. http://127.0.0.1:9090.")
@@ -42,7 +61,11 @@ def _objectives_from_spec(path: str) -> dict[str, float]:
               help="Override the format the suffix implies.")
 def report_command(prometheus_url: str | None, snapshot: str | None, range_: str, objective: float,
                    timeout: float, spec: str | None, out: str, fmt: str | None) -> None:
-    """Render a latency histogram, compile-time breakdown and burn-rate chart to PNG or HTML."""
+    """Render a latency histogram, compile-time breakdown and burn-rate chart to PNG or HTML.
+
+    From --prometheus, HTML is the on-call page: burn rate per SLO, steady and cold latency,
+    compile time and causes, device memory and the alerts of the range, in one file.
+    """
     if bool(prometheus_url) == bool(snapshot):
         raise click.UsageError("pass exactly one of --prometheus URL or --snapshot FILE|URL")
     if not (math.isfinite(objective) and 0 < objective < 100):
@@ -54,6 +77,10 @@ def report_command(prometheus_url: str | None, snapshot: str | None, range_: str
         range_seconds = duration.seconds(range_)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--range") from None
+    kind = (fmt or Path(out).suffix.lstrip(".") or "png").lower()
+    if prometheus_url and kind == "html":
+        _write_oncall_page(prometheus_url, range_seconds, Path(out))
+        return
     if prometheus_url:
         data = from_prometheus(prometheus_url, range_seconds, objective)
     else:

@@ -318,7 +318,7 @@ class InstrumentedJit:
             self._steady.observe(host_time)
             jax.block_until_ready(out)
             kernel_time = perf_counter() - t0
-            self._kernel.observe(kernel_time)
+            self._kernel.observe_traced(kernel_time, tracing.current_trace_id())
             tracing.record_kernel_time(self.name, kernel_time)
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
@@ -337,7 +337,7 @@ class InstrumentedJit:
                 dt = perf_counter() - info.started
             self._finish(info)
             self._misses.inc()
-            self._cold.observe(dt)
+            self._cold.observe_traced(dt, tracing.current_trace_id())
             sli.mark_cold()
             cause, detail = self._record_compilation(args, kwargs)
             tracing.record_compile(self.name, info.started, info.phases, cause, detail)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jaxobs.slo import duration
+from jaxobs.slo.kube_model import Autoscaling, Canary
 
 Severity = Literal["page", "ticket"]
 SLIKind = Literal["availability", "latency", "cold_start", "cache_hit", "raw"]
@@ -164,6 +165,9 @@ class Service:
     selector: tuple[tuple[str, str], ...] = ()
     #: labels the service's resource alerts are evaluated by (see ``SLO.group_by``).
     group_by: tuple[str, ...] = ()
+    #: Kubernetes control loops generated for the service (``autoscaling:``, ``canary:``).
+    autoscaling: Autoscaling | None = None
+    canary: Canary | None = None
 
     @property
     def target_selector(self) -> tuple[tuple[str, str], ...]:

@@ -35,6 +35,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from jaxobs import catalog
@@ -78,10 +79,16 @@ def family_to_metric(family: Family) -> Metric | None:
     for values, series in items:
         assert isinstance(series, HistogramSeries)
         counts, total = series.snapshot()
+        exemplars = dict(series.exemplars) if series.exemplars else {}
         cumulative, buckets = 0.0, []
-        for le, c in zip(_le_labels(series.bounds), counts, strict=False):
+        for i, (le, c) in enumerate(zip(_le_labels(series.bounds), counts, strict=False)):
             cumulative += c
-            buckets.append((le, cumulative))
+            exemplar = exemplars.get(i)
+            if exemplar is None:
+                buckets.append((le, cumulative))
+            else:  # shown in the OpenMetrics format, which Prometheus asks for with exemplars on
+                trace_id, value, timestamp = exemplar
+                buckets.append((le, cumulative, Exemplar({"trace_id": trace_id}, value, timestamp)))
         hist.add_metric(list(values), buckets, total)
     return hist
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -145,11 +146,14 @@ class GaugeSeries(_Series):
 class HistogramSeries(_Series):
     """Cell layout: one non-cumulative count per bucket (last is +Inf), then the sum."""
 
-    __slots__ = ("bounds", "_version")
+    __slots__ = ("bounds", "exemplars", "_version")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         super().__init__()
         self.bounds = bounds
+        #: bucket index -> (trace id, value, unix time) of its latest traced observation;
+        #: None until a traced observation arrives (most series never get one)
+        self.exemplars: dict[int, tuple[str, float, float]] | None = None
         #: bumped per observation (never on the unsampled fast path: histograms are only
         #: observed by sampled and cold calls).  A lost increment under a race still
         #: changes it, which is all the flusher needs to know.
@@ -167,6 +171,16 @@ class HistogramSeries(_Series):
         cell[bisect_left(self.bounds, value)] += 1
         cell[-1] += value
         self._version += 1
+
+    def observe_traced(self, value: float, trace_id: str | None) -> None:
+        """Observe, and keep ``trace_id`` as the bucket's exemplar (cold, sampled and request
+        paths only: a dict store per call would not belong on the fast path)."""
+        self.observe(value)
+        if trace_id is not None:
+            exemplars = self.exemplars
+            if exemplars is None:
+                exemplars = self.exemplars = {}
+            exemplars[bisect_left(self.bounds, value)] = (trace_id, value, time.time())
 
     def touched(self) -> bool:
         return bool(self._cells)

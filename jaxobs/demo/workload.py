@@ -1,4 +1,4 @@
-"""``jaxobs demo``: a real JAX workload on CPU, instrumented end to end.
+"""The demo's workload: a real JAX model on CPU, instrumented end to end.
 
 A two-layer MLP serves "requests" whose batch size varies (bucketed sizes are
 warmed up first; a few unbucketed sizes force recompiles), plus a training
@@ -11,9 +11,10 @@ on-call engineer would want to know.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jaxobs import catalog
@@ -27,6 +28,7 @@ class DemoResult:
     requests: int
     errors: int
     seconds: float
+    port: int | None = None  # where /metrics was served (None: not by this process)
 
 
 def _model() -> tuple[Any, Callable[..., Any], Callable[..., Any]]:
@@ -61,9 +63,40 @@ def _model() -> tuple[Any, Callable[..., Any], Callable[..., Any]]:
     return params, predict, train_step
 
 
-def run(duration: float = 15.0, port: int = 9464, addr: str = "127.0.0.1",
-        echo: Callable[[str], None] = print, seed: int = 0) -> DemoResult:
-    """Run the workload for ``duration`` seconds while serving metrics on ``port``."""
+class InjectedFault(RuntimeError):
+    """A request failed by ``jaxobs demo --stack``'s error burst."""
+
+
+def _outage() -> Any:
+    raise InjectedFault("injected: the upstream feature store timed out")
+
+
+@dataclass
+class Controls:
+    """How a caller steers a running workload from another thread (``jaxobs demo --stack``).
+
+    ``stop`` ends the run early; while ``burst`` is set, ``error_rate`` of the requests fail
+    the way a dependency outage fails them: before the model runs (:class:`InjectedFault`),
+    so the burst burns the availability SLO only, not the compile-related ones.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    burst: threading.Event = field(default_factory=threading.Event)
+    #: set by the workload once it is warm and past its scripted recompiles: steady traffic
+    settled: threading.Event = field(default_factory=threading.Event)
+    error_rate: float = 0.25
+
+
+def run(duration: float = 15.0, port: int | None = 9464, addr: str = "127.0.0.1",
+        echo: Callable[[str], None] = print, seed: int = 0,
+        controls: Controls | None = None, progress_every: float = 2.0,
+        on_serving: Callable[[int], None] | None = None) -> DemoResult:
+    """Run the workload for ``duration`` seconds (or until ``controls.stop``).
+
+    With a ``port`` it serves ``/metrics`` itself; ``None`` leaves serving to someone
+    else (the sidecar of ``--stack`` reads the multiprocess directory instead);
+    ``on_serving(port)`` is called once /metrics is up, before the traffic starts.
+    """
     import random
 
     import jax
@@ -71,9 +104,14 @@ def run(duration: float = 15.0, port: int = 9464, addr: str = "127.0.0.1",
 
     import jaxobs
 
-    server = jaxobs.start_http_server(port, addr=addr)
-    bound = server[0].server_port
-    echo(f"serving metrics on http://{addr}:{bound}/metrics")
+    controls = controls or Controls()
+    bound = None
+    if port is not None:
+        server = jaxobs.start_http_server(port, addr=addr)
+        bound = server[0].server_port
+        echo(f"serving metrics on http://{addr}:{bound}/metrics")
+        if on_serving is not None:
+            on_serving(bound)  # e.g. write a prometheus.yml naming the bound port
     params, predict, train_step = _model()
 
     echo(f"warming up batch buckets {BUCKETS} …")
@@ -85,19 +123,29 @@ def run(duration: float = 15.0, port: int = 9464, addr: str = "127.0.0.1",
     rng = random.Random(seed)
     x_all = jax.random.normal(jax.random.PRNGKey(1), (32, 64))
     y_all = jax.nn.one_hot(jnp.arange(32) % 10, 10)
+
+    def bad_request() -> Any:
+        return predict(params, x_all[:, :63])  # wrong feature size: fails inside the trace
+
     scripted: dict[int, Callable[[], Any]] = {
         40: lambda: predict(params, x_all[:UNBUCKETED[0]]),
         80: lambda: predict(params, x_all[:8].astype(jnp.bfloat16)),
         120: lambda: predict(params, x_all[:8], activation="tanh"),
-        160: lambda: predict(params, x_all[:, :63]),  # the injected error: wrong feature size
+        160: bad_request,  # the injected error
         200: lambda: predict(params, x_all[:UNBUCKETED[1]]),
         260: lambda: predict(params, x_all[:UNBUCKETED[2]]),
     }
     start = time.monotonic()
     last_report = start
     n = errors = 0
-    while time.monotonic() - start < duration:
+    last_scripted = max(scripted)
+    # The scripted moments always happen, however slow a loaded machine makes the requests.
+    while (time.monotonic() - start < duration or n <= last_scripted) and not controls.stop.is_set():
+        if n > last_scripted:
+            controls.settled.set()
         action = scripted.get(n)
+        if action is None and controls.burst.is_set() and rng.random() < controls.error_rate:
+            action = _outage
         try:
             with jaxobs.request("demo-inference"):
                 if action is not None:
@@ -113,11 +161,11 @@ def run(duration: float = 15.0, port: int = 9464, addr: str = "127.0.0.1",
                 params, loss_value = train_step(params, x_all, y_all)
         n += 1
         now = time.monotonic()
-        if now - last_report >= 2.0:
+        if now - last_report >= progress_every:
             last_report = now
             echo(f"  {now - start:5.1f}s  requests={n}  errors={errors}")
         time.sleep(0.002)  # leave the CPU to the scraper now and then
-    return DemoResult(requests=n, errors=errors, seconds=time.monotonic() - start)
+    return DemoResult(requests=n, errors=errors, seconds=time.monotonic() - start, port=bound)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -148,7 +196,8 @@ def summary(result: DemoResult) -> str:
             series = rec.family(catalog.COMPILE_DURATION)._series.get((fn, phase))
             total = series.snapshot()[1] if isinstance(series, HistogramSeries) else 0.0
             phases.append(_fmt_s(total))
-        causes = {v[1]: int(s.value()) for v, s in rec.family(catalog.COMPILATIONS).items() if v[0] == fn}
+        causes = {v[1]: int(rec.value(catalog.COMPILATIONS, *v)) for v, _ in rec.family(catalog.COMPILATIONS).items()
+                  if v[0] == fn}
         compiles = sum(causes.values())
         ratio = f"{hits / calls:.1%}" if calls else "n/a"
         cause_text = ", ".join(f"{k}={v}" for k, v in sorted(causes.items()))
@@ -165,32 +214,8 @@ def summary(result: DemoResult) -> str:
         lines.append(f"{service}: {int(total)} requests, errors {err / total if total else 0:.2%}, "
                      f"cold starts {cold / total if total else 0:.2%}, steady latency "
                      f"p50 {_fmt_s(q.p50)}  p95 {_fmt_s(q.p95)}  p99 {_fmt_s(q.p99)}")
-    errors = {f"{v[0]}/{v[1]}": int(s.value()) for v, s in rec.family(catalog.ERRORS).items()}
+    errors = {f"{v[0]}/{v[1]}": int(rec.value(catalog.ERRORS, *v)) for v, _ in rec.family(catalog.ERRORS).items()}
     lines.append(f"errors by function/kind: {errors or 'none'}")
     internal = internal_error_counts()
     lines.append(f"jaxobs internal errors: {internal or 'none'}")
     return "\n".join(lines)
-
-
-def artifacts(spec_path: str | None) -> dict[str, str]:
-    """What ``jaxobs generate`` makes from ``spec_path`` (default: the embedded example)."""
-    from pathlib import Path
-
-    from jaxobs.generate import generate_all
-    from jaxobs.slo.spec import load_spec
-
-    path = Path(spec_path) if spec_path else Path(__file__).parent / "slo" / "example.yaml"
-    return generate_all(load_spec(path), source="examples/slo.yaml" if spec_path is None else str(path))
-
-
-def write_artifacts(files: dict[str, str], out_dir: str, echo: Callable[[str], None] = print) -> None:
-    """Write generated files atomically (unchanged files are left alone)."""
-    from pathlib import Path
-
-    from jaxobs.generate.write import sync
-
-    sync(Path(out_dir), files)
-    kinds = sorted({rel.split("/", 1)[0] for rel in files})
-    echo(f"\ngenerated {len(files)} files ({', '.join(k + '/' for k in kinds)}) into {out_dir}/")
-    echo(f"  next: promtool check rules {out_dir}/alerts/jaxobs.rules.yaml   ·   "
-         f"import {out_dir}/dashboards/*.json into Grafana   ·   jaxobs runbook")
