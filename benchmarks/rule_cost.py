@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import socket
 import statistics
 import subprocess

@@ -105,8 +105,8 @@ def test_without_a_tracer_provider_nothing_is_traced():
 
 
 def test_latency_observations_carry_the_trace_id_as_an_openmetrics_exemplar(spans, registry):
-    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
     from prometheus_client.exposition import generate_latest as text_format
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
     f = jaxobs.jit(lambda x: x * 3, name="ex", registry=registry, sample_rate=1.0)
     with jaxobs.request("exemplar_svc", registry=registry):
