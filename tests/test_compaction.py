@@ -7,7 +7,6 @@ liveness is the lock each writer holds, so these tests never look at pids.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realtools import (Prometheus, free_port, http_get_json, require_tool, running_alertmanager, stop,
-                       wait_until)
+from realtools import Prometheus, free_port, http_get_json, require_tool, running_alertmanager, stop, wait_until
 
 from jaxobs.generate import generate_all, rules
 from jaxobs.slo.spec import parse_spec

@@ -105,8 +105,8 @@ def test_without_a_tracer_provider_nothing_is_traced():
 
 
 def test_latency_observations_carry_the_trace_id_as_an_openmetrics_exemplar(spans, registry):
-    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
     from prometheus_client.exposition import generate_latest as text_format
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
     f = jaxobs.jit(lambda x: x * 3, name="ex", registry=registry, sample_rate=1.0)
     with jaxobs.request("exemplar_svc", registry=registry):
@@ -132,3 +132,27 @@ def test_without_tracing_no_exemplars_are_kept(registry):
     with jaxobs.request("plain_svc", registry=registry):
         f(jnp.ones(2))
     assert "trace_id" not in openmetrics(registry).decode()
+
+
+def test_latency_panels_ask_for_exemplars_and_the_datasource_links_them_to_traces():
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from jaxobs.generate import generate_all
+    from jaxobs.slo.spec import SpecError, load_spec, parse_spec
+
+    root = Path(__file__).resolve().parents[1]
+    files = generate_all(load_spec(root / "examples" / "slo.yaml"), "examples/slo.yaml")
+    oncall = json.loads(files["dashboards/jaxobs-oncall.json"])
+    cold = next(p for p in oncall["panels"] if p["title"].startswith("Cold requests"))
+    assert all(t.get("exemplar") is True for t in cold["targets"])
+    datasource = yaml.safe_load(files["dashboards/grafana-datasource.yaml"])
+    (link,) = datasource["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "trace_id" and "${__value.raw}" in link["url"]  # the label jaxobs writes
+    spec = "apiVersion: jaxobs/v1\nkind: SLOSpec\ndashboards: {trace_url: %s}\nservices: [{name: a, slos: []}]\n"
+    with pytest.raises(SpecError, match=r"dashboards.trace_url.*\$\{__value.raw\}"):
+        parse_spec(spec % "http://jaeger/trace/", "bad.yaml")
+    assert "dashboards/grafana-datasource.yaml" not in generate_all(parse_spec(
+        "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices: [{name: a, slos: []}]\n", "none.yaml"), "none.yaml")

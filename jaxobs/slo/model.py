@@ -181,6 +181,9 @@ class Dashboards:
 
     accelerator_cost_per_hour: float = 2.50  # price of one accelerator-hour, in ``currency``
     currency: str = "USD"
+    #: link from an exemplar's trace id to your trace backend, e.g. Jaeger's
+    #: ``http://jaeger:16686/trace/${__value.raw}``; None: no datasource file is generated
+    trace_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,12 @@ def _dashboards(ctx: _Context, raw: Any) -> Dashboards:
     if "currency" in body:
         kwargs["currency"] = _string(ctx, body["currency"], "dashboards.currency",
                                      re.compile(r"^[A-Z]{3}$"), "use an ISO 4217 code, e.g. USD")
+    if "trace_url" in body:
+        kwargs["trace_url"] = _string(
+            ctx, body["trace_url"], "dashboards.trace_url",
+            re.compile(r"^https?://[^\s]*\$\{__value\.raw\}[^\s]*$"),
+            "use an http(s) URL with ${__value.raw} where the trace id goes, "
+            "e.g. http://jaeger:16686/trace/${__value.raw}")
     return Dashboards(**kwargs)
 
 
