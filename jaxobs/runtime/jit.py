@@ -338,6 +338,10 @@ class InstrumentedJit:
             self._finish(info)
             self._misses.inc()
             self._cold.observe_traced(dt, tracing.current_trace_id())
+            if self._check_finite:
+                # exposed at 0 from the first compile, before any checked call: the alert's
+                # increase() then sees the first NaN (a counter born at 1 would hide it)
+                self._nonfinite.inc(0)
             sli.mark_cold()
             cause, detail = self._record_compilation(args, kwargs)
             tracing.record_compile(self.name, info.started, info.phases, cause, detail)
