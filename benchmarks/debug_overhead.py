@@ -54,7 +54,7 @@ def finite_check(rounds: int) -> None:
             off = jaxobs.jit(kernel, name=f"{name}_off", registry=CollectorRegistry(), sample_rate=rate,
                              check_finite=False)
             on = jaxobs.jit(kernel, name=f"{name}_on", registry=CollectorRegistry(), sample_rate=rate)
-            t_off, t_on = interleaved([lambda: off(x), lambda: on(x)], rounds, calls)
+            t_off, t_on = interleaved([lambda f=off, x=x: f(x), lambda f=on, x=x: f(x)], rounds, calls)
             print(f"{name:<10} {rate:>9.0%} {t_off * 1e6:>13.2f} {t_on * 1e6:>12.2f} {t_on / t_off:>6.3f}")
 
 

@@ -13,22 +13,66 @@ from typing import Literal
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
-#: Host-side latency (call, request): 100 µs … 2 min.  Latency SLO thresholds
-#: must be one of these bounds so the SLI is exact, not interpolated.
+#: Request/step latency (per service, not per function): 100 µs … 2 min.  Latency SLO
+#: thresholds must be one of these bounds so the SLI is exact, not interpolated;
+#: ``jaxobs.configure(slo_spec=...)`` derives a shorter layout from the spec instead.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 )
-#: Synchronised device time of sampled calls: 10 µs … 60 s.
-KERNEL_BUCKETS: tuple[float, ...] = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
-)
-#: Compile phases: 1 ms … 30 min (large models compile for many minutes).
-COMPILE_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0,
-)
+#: Per-function steady call time and sampled device time: decades, 100 µs … 1 s.
+#: Per-function histograms multiply by the number of functions, so they stay coarse.
+CALL_BUCKETS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 1.0)
+#: Compile phases and cold calls: compiles take tens of ms to minutes and happen a
+#: handful of times, so a few coarse bounds (plus exact per-phase sums and counts) suffice.
+COMPILE_BUCKETS: tuple[float, ...] = (0.1, 1.0, 10.0)
+#: Fill of one padded batch: real rows / padded rows (a ratio, not seconds).
+FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+#: The base of a layout derived from an SLO spec: the spec's thresholds are added to it.
+SLO_BASE_BUCKETS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 60.0)
+
+#: Bucket layouts by name: the one place a histogram's bounds come from.  Change
+#: them with ``jaxobs.configure(buckets={"call": (...)})`` before the first
+#: observation (a series keeps the bounds it was created with).
+DEFAULT_LAYOUTS: dict[str, tuple[float, ...]] = {
+    "latency": LATENCY_BUCKETS,
+    "call": CALL_BUCKETS,
+    "compile": COMPILE_BUCKETS,
+    "queue": LATENCY_BUCKETS,  # batching-queue wait, per service
+    "fill": FILL_BUCKETS,
+}
+_layouts: dict[str, tuple[float, ...]] = dict(DEFAULT_LAYOUTS)
+
+
+def layout(name: str) -> tuple[float, ...]:
+    """The bounds of the layout ``name`` as currently configured."""
+    return _layouts[name]
+
+
+def set_layout(name: str, bounds: tuple[float, ...] | None) -> None:
+    """Replace one layout (``None`` restores its default).  Bounds must be positive and finite."""
+    if name not in DEFAULT_LAYOUTS:
+        raise ValueError(f"unknown bucket layout {name!r}: use one of {', '.join(DEFAULT_LAYOUTS)}")
+    if bounds is None:
+        _layouts[name] = DEFAULT_LAYOUTS[name]
+        return
+    clean = tuple(sorted({float(b) for b in bounds}))
+    if not clean or clean[0] <= 0 or clean[-1] == float("inf"):
+        raise ValueError(f"bucket layout {name!r} needs positive, finite bounds, got {bounds!r}")
+    _layouts[name] = clean
+
+
+def le_label(bound: float) -> str:
+    """How a bound is spelled in the ``le`` label (prometheus-client's float formatting)."""
+    from prometheus_client.utils import floatToGoString
+
+    return floatToGoString(bound)
+
+
+#: Distinct ``function`` label values one process exposes, by default; later
+#: functions share :data:`OVERFLOW_FUNCTION` (``jaxobs.configure(max_functions=...)``).
+MAX_FUNCTIONS = 500
+OVERFLOW_FUNCTION = "__overflow__"
 
 
 @dataclass(frozen=True)
@@ -44,8 +88,15 @@ class MetricSpec:
     type: MetricType
     help: str
     labels: tuple[str, ...] = ()
-    buckets: tuple[float, ...] | None = None
+    #: histograms: the default bucket layout name, then (label, value, layout) overrides.
+    layout: str | None = None
+    layout_by: tuple[tuple[str, str, str], ...] = ()
     multiprocess_mode: str = "mostrecent"
+
+    @property
+    def buckets(self) -> tuple[float, ...] | None:
+        """The default bucket bounds (a label value may pick another layout: :func:`buckets_for`)."""
+        return None if self.layout is None else _layouts[self.layout]
 
     @property
     def base_name(self) -> str:
@@ -70,8 +121,18 @@ def _g(name: str, help: str, labels: tuple[str, ...] = (), mode: str = "mostrece
     return MetricSpec(name, "gauge", help, labels, multiprocess_mode=mode)
 
 
-def _h(name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> MetricSpec:
-    return MetricSpec(name, "histogram", help, labels, buckets=buckets)
+def _h(name: str, help: str, labels: tuple[str, ...], layout: str,
+       layout_by: tuple[tuple[str, str, str], ...] = ()) -> MetricSpec:
+    return MetricSpec(name, "histogram", help, labels, layout=layout, layout_by=layout_by)
+
+
+def buckets_for(spec: MetricSpec, label_values: tuple[str, ...]) -> tuple[float, ...]:
+    """The bounds of one histogram series: the first matching override, else the default."""
+    for label, value, name in spec.layout_by:
+        if label_values[spec.labels.index(label)] == value:
+            return _layouts[name]
+    assert spec.layout is not None, spec.name
+    return _layouts[spec.layout]
 
 
 # --- instrumented calls -------------------------------------------
@@ -80,13 +141,13 @@ CALLS = _c("jaxobs_calls_total",
            ("function", "cache"))
 CALL_DURATION = _h("jaxobs_call_duration_seconds",
                    "Host-side call time: dispatch, plus compilation for cold calls.",
-                   ("function", "start"), LATENCY_BUCKETS)
+                   ("function", "start"), "call", (("start", "cold", "compile"),))
 KERNEL_DURATION = _h("jaxobs_kernel_duration_seconds",
                      "Sampled call time synchronised with block_until_ready (device compute).",
-                     ("function",), KERNEL_BUCKETS)
+                     ("function",), "call")
 COMPILE_DURATION = _h("jaxobs_compile_duration_seconds",
                       "Compile time per phase: trace (jaxpr), lower (MLIR), backend (XLA).",
-                      ("function", "phase"), COMPILE_BUCKETS)
+                      ("function", "phase"), "compile")
 COMPILATIONS = _c("jaxobs_compilations_total",
                   "Compilations of instrumented functions by cause "
                   "(first, shape, dtype, static_arg, sharding, other).",
@@ -124,21 +185,19 @@ REQUESTS = _c("jaxobs_requests_total",
               ("service", "outcome"))
 REQUEST_DURATION = _h("jaxobs_request_duration_seconds",
                       "Request or step latency; start=cold when a call inside it compiled.",
-                      ("service", "start"), LATENCY_BUCKETS)
+                      ("service", "start"), "latency")
 REQUESTS_IN_FLIGHT = _g("jaxobs_requests_in_flight",
                         "Requests or steps currently inside jaxobs.request/step.",
                         ("service",), mode="livesum")
 
 # --- batching servers (queue and batch utilisation) -----------------------------------
-#: Fill of one padded batch: real rows / padded rows.
-FILL_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 QUEUE_DEPTH = _g("jaxobs_queue_depth", "Requests waiting in a batching queue.", ("service",),
                  mode="livesum")
 QUEUE_WAIT = _h("jaxobs_queue_wait_seconds",
                 "Time a request waited in the queue until its batch started.", ("service",),
-                LATENCY_BUCKETS)
+                "queue")
 BATCH_FILL = _h("jaxobs_batch_fill_ratio",
-                "Real rows / padded rows of each batch (1 = no padding).", ("service",), FILL_BUCKETS)
+                "Real rows / padded rows of each batch (1 = no padding).", ("service",), "fill")
 BATCH_ROWS = _c("jaxobs_batch_rows_total",
                 "Rows computed by batches, kind=request (real rows) or padding (wasted rows).",
                 ("service", "kind"))

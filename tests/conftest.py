@@ -31,11 +31,15 @@ def _fresh_process_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """
     import sys
 
-    if "jaxobs.runtime.readiness" in sys.modules:
+    if _runtime_loaded(sys.modules):
         _reset_runtime()
     yield
-    if "jaxobs.runtime.readiness" in sys.modules:
+    if _runtime_loaded(sys.modules):
         _reset_runtime()
+
+
+def _runtime_loaded(modules: dict[str, object]) -> bool:
+    return "jaxobs.runtime.jit" in modules or "jaxobs.runtime.readiness" in modules
 
 
 def _reset_runtime() -> None:

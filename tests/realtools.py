@@ -119,7 +119,7 @@ class Prometheus:
 @contextlib.contextmanager
 def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Sequence[Path] = (),
                        alertmanager: str | None = None, job: str = "jaxobs",
-                       interval: str = "1s") -> Iterator[Prometheus]:
+                       interval: str = "1s", features: Sequence[str] = ()) -> Iterator[Prometheus]:
     """Start a real Prometheus scraping ``targets`` (host:port) with its own config and data dir."""
     binary = require_tool("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,8 @@ def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Seq
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
+             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+             *(f"--enable-feature={f}" for f in features)],
             stdout=log_file, stderr=subprocess.STDOUT)
     prom = Prometheus(f"http://127.0.0.1:{port}", proc, log)
     try:

@@ -80,6 +80,9 @@ EXPECTED_EMPTY: dict[tuple[str, str], str] = {
     ("jaxobs-oncall", "OOM errors"): "no out-of-memory error happened; the series appears with the first",
     ("jaxobs-debug", "GPU XID errors"): "the fake GPUs report no XID error; the series appears with the first",
     ("jaxobs-debug", "Profile captures"): "nobody ran `jaxobs profile` against these processes",
+    ("jaxobs-executive", "Accelerator efficiency (MFU)"):
+        "MFU needs the accelerator's peak FLOP/s; a CPU has none (achieved FLOP/s panels have data)",
+    ("jaxobs-debug", "Model FLOPs utilization (MFU)"): "as above: no peak FLOP/s on CPU",
     ("jaxobs-oncall", "Determinism canary: max abs difference"):
         "the examples run no determinism canary (it is opt-in)",
     ("jaxobs-debug", "Compile time saved"):
@@ -98,12 +101,7 @@ MAY_HAVE_DATA = {("jaxobs-debug", "Internal errors"), ("jaxobs-debug", "Compile 
 
 #: Panels whose query is broken in the generated dashboards, with the fix.  Listed so the
 #: rest of the proof stays green while the fix lands; an entry that stops failing fails the test.
-KNOWN_BROKEN: dict[tuple[str, str], str] = {
-    ("jaxobs-executive", "Accelerator efficiency (MFU)"):
-        "the query filters on $function, but the executive dashboard has no function variable, so "
-        "Grafana sends the literal '$function' and the panel is always empty; fix in the generator: "
-        "drop function=~\"$function\" from the executive copy of the MFU query (or add the variable)",
-}
+KNOWN_BROKEN: dict[tuple[str, str], str] = {}
 
 
 @dataclass

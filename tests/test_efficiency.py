@@ -80,3 +80,39 @@ def test_configure_overrides_the_peak_and_its_dtype(monkeypatch):
 ])
 def test_peak_table(kind, dtype, peak):
     assert efficiency.peak_flops(kind, dtype) == peak
+
+
+def test_the_dashboards_mfu_query_divides_achieved_flops_by_the_peak(tmp_path):
+    """The MFU panel's PromQL, evaluated by promtool on known series: 1e12 FLOPs per call in
+    0.5 s kernels is 2e12 FLOP/s; on a 4e12 FLOP/s part that is 50% MFU, and without a peak
+    (CPU) the query returns nothing rather than NaN."""
+    import json
+    import subprocess
+
+    from realtools import require_tool
+
+    from jaxobs.generate.panel_rows_health import MFU_ALL_FUNCTIONS
+
+    promtool = require_tool("promtool")
+    rules = {"groups": [{"name": "mfu", "rules": [{"record": "test:mfu", "expr": MFU_ALL_FUNCTIONS}]}]}
+    base = 'job="app",instance="a"'
+    series = [
+        {"series": f'jaxobs_function_flops{{{base},function="mm"}}', "values": "1e12x20"},
+        {"series": f'jaxobs_kernel_duration_seconds_sum{{{base},function="mm"}}', "values": "0+30x20"},
+        {"series": f'jaxobs_kernel_duration_seconds_count{{{base},function="mm"}}', "values": "0+60x20"},
+    ]
+    peak = {"series": f'jaxobs_device_peak_flops_per_second{{{base},device_kind="X",dtype="bfloat16"}}',
+            "values": "4e12x20"}
+    cases = [
+        {"interval": "1m", "input_series": [*series, peak],
+         "promql_expr_test": [{"expr": "test:mfu", "eval_time": "10m",
+                               "exp_samples": [{"labels": 'test:mfu{function="mm"}', "value": 0.5}]}]},
+        {"interval": "1m", "input_series": series,
+         "promql_expr_test": [{"expr": "test:mfu", "eval_time": "10m", "exp_samples": []}]},
+    ]
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": cases}
+    (tmp_path / "test.yaml").write_text(json.dumps(test))
+    # the dashboard's variables as Grafana fills them with "All" selected
+    (tmp_path / "rules.yaml").write_text(json.dumps(rules).replace("$__rate_interval", "5m").replace("$job", ".*"))
+    out = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

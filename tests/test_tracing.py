@@ -102,3 +102,57 @@ def test_requests_join_the_current_span():
 def test_without_a_tracer_provider_nothing_is_traced():
     assert tracing.active_tracer() is None  # the default proxy provider: tracing is off
     assert tracing.start_request_span("request", "svc") is None
+
+
+def test_latency_observations_carry_the_trace_id_as_an_openmetrics_exemplar(spans, registry):
+    from prometheus_client.exposition import generate_latest as text_format
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    f = jaxobs.jit(lambda x: x * 3, name="ex", registry=registry, sample_rate=1.0)
+    with jaxobs.request("exemplar_svc", registry=registry):
+        f(jnp.ones(2))  # cold: the cold-call histogram gets the exemplar
+    with jaxobs.request("exemplar_svc", registry=registry):
+        f(jnp.ones(2))  # sampled: the kernel histogram gets one too
+    trace_ids = {format(s.context.trace_id, "032x") for s in spans.get_finished_spans()
+                 if s.name == "jaxobs.request"}
+    text = openmetrics(registry).decode()
+    lines = [line for line in text.splitlines() if " # {trace_id=" in line]
+    for family in ("jaxobs_request_duration_seconds_bucket", "jaxobs_call_duration_seconds_bucket",
+                   "jaxobs_kernel_duration_seconds_bucket"):
+        found = [line for line in lines if line.startswith(family)]
+        assert found, family
+        assert all(line.split('trace_id="')[1][:32] in trace_ids for line in found)
+    assert " # {" not in text_format(registry).decode()  # the classic text format has no exemplars
+
+
+def test_without_tracing_no_exemplars_are_kept(registry):
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    f = jaxobs.jit(lambda x: x * 3, name="plain", registry=registry, sample_rate=1.0)
+    with jaxobs.request("plain_svc", registry=registry):
+        f(jnp.ones(2))
+    assert "trace_id" not in openmetrics(registry).decode()
+
+
+def test_latency_panels_ask_for_exemplars_and_the_datasource_links_them_to_traces():
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from jaxobs.generate import generate_all
+    from jaxobs.slo.spec import SpecError, load_spec, parse_spec
+
+    root = Path(__file__).resolve().parents[1]
+    files = generate_all(load_spec(root / "examples" / "slo.yaml"), "examples/slo.yaml")
+    oncall = json.loads(files["dashboards/jaxobs-oncall.json"])
+    cold = next(p for p in oncall["panels"] if p["title"].startswith("Cold requests"))
+    assert all(t.get("exemplar") is True for t in cold["targets"])
+    datasource = yaml.safe_load(files["dashboards/grafana-datasource.yaml"])
+    (link,) = datasource["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "trace_id" and "${__value.raw}" in link["url"]  # the label jaxobs writes
+    spec = "apiVersion: jaxobs/v1\nkind: SLOSpec\ndashboards: {trace_url: %s}\nservices: [{name: a, slos: []}]\n"
+    with pytest.raises(SpecError, match=r"dashboards.trace_url.*\$\{__value.raw\}"):
+        parse_spec(spec % "http://jaeger/trace/", "bad.yaml")
+    assert "dashboards/grafana-datasource.yaml" not in generate_all(parse_spec(
+        "apiVersion: jaxobs/v1\nkind: SLOSpec\nservices: [{name: a, slos: []}]\n", "none.yaml"), "none.yaml")

@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jaxobs import catalog
 from jaxobs.exporter.collectors.host import pids_from_multiproc_dir_names
+from jaxobs.exporter.compaction import Compactor, compact_exited
 from jaxobs.exporter.dbfile import SKIP_REASONS, SkippedFile, read_entries
 from jaxobs.telemetry.multiproc_files import REASONS as DISABLED_REASONS
 from jaxobs.telemetry.multiproc_files import read_markers
@@ -136,11 +137,14 @@ class MultiprocessSource:
         # cannot see the app: pid checks would call a healthy app dead.
         self.check_pids = os.getpid() != 1 if check_pids is None else check_pids
         self._reader = CachedMultiprocessReader()
+        self._compactor = Compactor(self.path)  # liveness by lock only: never archive a live writer
 
     def collect(self) -> list[Metric]:
         if not os.path.isdir(self.path):
             raise FileNotFoundError(f"multiprocess directory {self.path} does not exist")
-        families = self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
+        with self._compactor.lock:  # archive exited writers, then read: never both at once
+            compact_exited(self._compactor)
+            families = self._reader.read(glob.glob(os.path.join(self.path, "*.db")))
         skipped = GaugeMetricFamily(catalog.EXPORTER_SKIPPED_FILES.name, catalog.EXPORTER_SKIPPED_FILES.help,
                                     labels=["reason"])
         for reason, count in self._reader.skipped.items():

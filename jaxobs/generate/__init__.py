@@ -13,6 +13,9 @@ Layout of the output::
     alerts/tests/*.test.yaml        promtool unit tests of every alert
     runbooks/<AlertName>.md         one runbook per generated alert
     dashboards/jaxobs-*.json        Grafana dashboards (jaxobs.generate.dashboards)
+    alerts/kubernetes/<service>/    KEDA ScaledObject, HPA + prometheus-adapter rules, Argo
+                                    Rollouts AnalysisTemplate and its runbook (autoscaling.py,
+                                    canary_analysis.py)
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
     """Every generated file for ``spec``; ``source`` is the spec path named in the headers
     (default ``spec.source``)."""
     from jaxobs.generate import alertmanager, promtests, rules, runbooks
+    from jaxobs.generate.autoscaling import build_autoscaling
+    from jaxobs.generate.canary_analysis import build_canary_analysis
     from jaxobs.generate.dashboards import build_dashboards
 
     src = source if source is not None else spec.source
@@ -44,6 +49,8 @@ def generate_all(spec: Spec, source: str | None = None) -> dict[str, str]:
         **promtests.build_tests(spec, src),
         **runbooks.build_runbooks(rules.alert_names(spec), src),
         **build_dashboards(spec),
+        **build_autoscaling(spec, src),
+        **build_canary_analysis(spec, src),
     }
     return dict(sorted(files.items()))
 

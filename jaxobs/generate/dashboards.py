@@ -72,8 +72,31 @@ def dashboard_uid(title: str) -> str:
 
 
 def build_dashboards(spec: Spec) -> dict[str, str]:
-    """``{"dashboards/jaxobs-<name>.json": json_text}`` for the three dashboards."""
-    return {f"dashboards/jaxobs-{d.key}.json": _encode(_dashboard(d, spec)) for d in DASHBOARDS}
+    """``{"dashboards/jaxobs-<name>.json": json_text}`` for the three dashboards, and the
+    Prometheus datasource's exemplar link when the spec names a trace backend."""
+    files = {f"dashboards/jaxobs-{d.key}.json": _encode(_dashboard(d, spec)) for d in DASHBOARDS}
+    if spec.dashboards.trace_url:
+        files[DATASOURCE_PATH] = _datasource_provisioning(spec)
+    return files
+
+
+DATASOURCE_PATH = "dashboards/grafana-datasource.yaml"
+
+
+def _datasource_provisioning(spec: Spec) -> str:
+    """A Grafana provisioning file for the Prometheus datasource with exemplar links: Grafana
+    configures "exemplar -> trace" on the datasource, not on dashboards."""
+    from jaxobs.generate.render import dump_yaml
+
+    body = {"apiVersion": 1, "datasources": [{
+        "name": "Prometheus", "type": "prometheus", "access": "proxy",
+        "url": "http://prometheus:9090",
+        "jsonData": {"exemplarTraceIdDestinations": [
+            {"name": "trace_id", "url": spec.dashboards.trace_url, "urlDisplayLabel": "Open trace"}]},
+    }]}
+    note = ("Merge into your Grafana datasource provisioning (set url to your Prometheus): latency\n"
+            "panels then link each exemplar's trace id to your trace backend.")
+    return dump_yaml(body, spec.source, note)
 
 
 # --- variables ------------------------------------------------------------------------
@@ -133,6 +156,8 @@ def _panel(p: panels.Panel, panel_id: int, spec: Spec) -> cogbuilder.Builder[das
             target.instant()
         if p.kind == "table":
             target.format(PromQueryFormat.TABLE)
+        if query.exemplar:
+            target.exemplar(True)
         b.with_target(target)
 
     steps = p.steps or ((None, "green"),)

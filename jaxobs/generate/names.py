@@ -83,3 +83,17 @@ def dashboard_uid(title: str) -> str:
     import hashlib
 
     return hashlib.sha256(title.encode("utf-8")).hexdigest()[:16]
+
+
+# --- Kubernetes control loops (jaxobs.generate.autoscaling, jaxobs.generate.canary_analysis) --
+#: The SLI rates again, by the canary's track label as well (level ``jaxobs_slo_track``):
+#: the same expressions as ERRORS_RATE/EVENTS_RATE, so a canary is judged by the SLI that pages.
+TRACK_ERRORS_RATE = "jaxobs_slo_track:sli_errors:rate"
+TRACK_EVENTS_RATE = "jaxobs_slo_track:sli_events:rate"
+#: Load of the serving replicas (ready and not compiling), summed per service: an autoscaler
+#: divides each by its per-replica target.
+AUTOSCALE_IN_FLIGHT = "jaxobs_autoscale:requests_in_flight:sum"
+AUTOSCALE_QUEUE = "jaxobs_autoscale:queue_depth:sum"
+AUTOSCALE_ACCELERATOR = "jaxobs_autoscale:accelerator_utilization:sum"
+AUTOSCALE_DEVICE_MEMORY = "jaxobs_autoscale:device_memory_utilization:sum"
+AUTOSCALE_REPLICAS = "jaxobs_autoscale:serving_replicas:count"

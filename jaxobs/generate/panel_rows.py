@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jaxobs import catalog as c
 from jaxobs.generate.panel_rows_health import (
-    MFU,
+    MFU_ALL_FUNCTIONS,
     debug_efficiency_panels,
     debug_throttling_panels,
     oncall_results_row,
@@ -50,6 +50,7 @@ from jaxobs.generate.panels import (
     q,
     qs,
     quantile,
+    qx,
     rate,
     ratio,
     sel,
@@ -132,7 +133,7 @@ def executive_rows(spec: Spec) -> tuple[Row, ...]:
               "or more replicas. " + price_note, decimals=4, width=4),
         executive_goodput_panel(),
         Panel("Accelerator efficiency (MFU)", "stat",
-              q(f"avg(\n{MFU}\n)", "MFU"), "percentunit",
+              q(f"avg(\n{MFU_ALL_FUNCTIONS}\n)", "MFU"), "percentunit",
               "Average model FLOPs utilization of the instrumented functions: achieved FLOP/s over "
               "the accelerators' peak. Training teams aim for 40-60%; empty on CPU.",
               min=0.0, max=1.0, decimals=1, width=6),
@@ -219,10 +220,17 @@ def oncall_rows(spec: Spec) -> tuple[Row, ...]:
                   "in-flight with flat QPS means requests are stuck, often behind a compile.",
                   min=0.0, width=8),
             Panel("Steady-state latency p99 by service", "timeseries",
-                  q(quantile(0.99, c.REQUEST_DURATION, "service", SVC, STEADY),
-                    "{{service}}"), "s",
+                  qx(quantile(0.99, c.REQUEST_DURATION, "service", SVC, STEADY),
+                     "{{service}}"), "s",
                   "p99 latency of warm requests per service; compare with the latency SLO "
-                  "threshold.", width=8),
+                  "threshold. With tracing on, exemplar points open the trace of a request.",
+                  width=8),
+            Panel("Cold requests (exemplars link to their traces)", "timeseries",
+                  qx(quantile(0.99, c.REQUEST_DURATION, "service", SVC, COLD), "{{service}} p99"),
+                  "s",
+                  "Latency of requests that waited for a compile. With OpenTelemetry tracing on, "
+                  "each exemplar point carries the trace id of a cold request: open it to see the "
+                  "jaxobs.compile span, its cause and its phases (docs/tracing.md).", width=8),
         )),
         queue_row(),
         oncall_results_row(),
@@ -296,15 +304,16 @@ def debug_rows(spec: Spec) -> tuple[Row, ...]:
         )),
         Row("Execution", (
             Panel("Kernel latency p50 / p99 (sampled)", "timeseries",
-                  qs((quantile(0.5, c.KERNEL_DURATION, "function", FN), "{{function}} p50"),
-                     (quantile(0.99, c.KERNEL_DURATION, "function", FN), "{{function}} p99")),
+                  (Query(quantile(0.5, c.KERNEL_DURATION, "function", FN), "{{function}} p50"),
+                   Query(quantile(0.99, c.KERNEL_DURATION, "function", FN), "{{function}} p99",
+                         exemplar=True)),
                   "s",
                   "Device time of sampled calls, synchronised with block_until_ready. Compare "
                   "with host call latency: host >> kernel means dispatch/host overhead.",
                   width=8),
             Panel("Host call latency p99 by start", "timeseries",
-                  q(quantile(0.99, c.CALL_DURATION, "function, start", FN),
-                    "{{function}} {{start}}"), "s",
+                  qx(quantile(0.99, c.CALL_DURATION, "function, start", FN),
+                     "{{function}} {{start}}"), "s",
                   "Host-side call time (dispatch, plus compile for cold calls). Unsampled calls "
                   "return before the device finishes, so steady values are dispatch cost.",
                   width=8),

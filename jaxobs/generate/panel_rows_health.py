@@ -8,13 +8,25 @@ from jaxobs.generate.health_alerts import THROTTLE_REASONS
 from jaxobs.generate.names import CANARY_MISMATCH, GPU_THROTTLED, NONFINITE_OUTPUTS
 from jaxobs.generate.panels import FN, RATE, Panel, Row, above, increase, q, rate, sel
 
-_FLOPS = f"max by (function) ({sel(c.FUNCTION_FLOPS, FN)})"
-_MEAN_KERNEL = (f"sum by (function) ({rate(c.KERNEL_DURATION, FN, suffix='_sum')})\n"
-                f"/ sum by (function) ({rate(c.KERNEL_DURATION, FN, suffix='_count')})")
-#: achieved FLOP/s per function: FLOPs per call over the mean sampled kernel time
-ACHIEVED = f"{_FLOPS}\n/ on (function) (\n{_MEAN_KERNEL}\n> 0)"
-#: model FLOPs utilization: achieved over the accelerator's peak (absent on CPU: no peak)
-MFU = f"(\n{ACHIEVED}\n)\n/ scalar(max({sel(c.DEVICE_PEAK_FLOPS)}))"
+
+def achieved_flops(*matchers: str) -> str:
+    """Achieved FLOP/s per function: FLOPs per call over the mean sampled kernel time."""
+    flops = f"max by (function) ({sel(c.FUNCTION_FLOPS, *matchers)})"
+    mean_kernel = (f"sum by (function) ({rate(c.KERNEL_DURATION, *matchers, suffix='_sum')})\n"
+                   f"/ sum by (function) ({rate(c.KERNEL_DURATION, *matchers, suffix='_count')})")
+    return f"{flops}\n/ on (function) (\n{mean_kernel}\n> 0)"
+
+
+def mfu(*matchers: str) -> str:
+    """Model FLOPs utilization: achieved over the accelerator's peak (absent on CPU: no peak)."""
+    # on () group_left, not scalar(): without a peak (CPU) the result is empty, not NaN
+    return f"(\n{achieved_flops(*matchers)}\n)\n/ on () group_left\nmax({sel(c.DEVICE_PEAK_FLOPS)})"
+
+
+ACHIEVED = achieved_flops(FN)
+MFU = mfu(FN)
+#: the executive dashboard has no function variable: every function counts
+MFU_ALL_FUNCTIONS = mfu()
 THROTTLING = 'reason=~"' + "|".join(THROTTLE_REASONS) + '"'
 SM = 'clock="sm"'
 PROFILE_HOWTO = ("To see what a slow function is doing, capture a profile of the running process: "

@@ -49,6 +49,9 @@ ALERT_SLO_BURN = rules.SLO_BURN
 class Query:
     expr: str
     legend: str = "__auto"
+    #: ask Prometheus for exemplars too: points that link a latency to the trace of the
+    #: request that had it (jaxobs attaches trace ids when OpenTelemetry tracing is on)
+    exemplar: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ class Row:
 
 def q(expr: str, legend: str = "__auto") -> tuple[Query, ...]:
     return (Query(expr, legend),)
+
+
+def qx(expr: str, legend: str = "__auto") -> tuple[Query, ...]:
+    """One query with exemplars on (latency panels)."""
+    return (Query(expr, legend, exemplar=True),)
 
 
 def qs(*pairs: tuple[str, str]) -> tuple[Query, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxobs.generate import promql as q
+from jaxobs.generate.kube_rules import kube_rule_groups
 from jaxobs.generate.names import (  # re-exported: rules.SLO_BURN etc.
     ALERT_NAME_PATTERN,
     ALERT_NAMES,
@@ -129,6 +130,7 @@ def rule_groups(spec: Spec) -> list[dict[str, Any]]:
         groups.append({"name": f"jaxobs-resources-{service.name}",
                        "rules": [alert_rule(a, spec) for a in resource_alerts(service,
                                                                                spec.resources)]})
+        groups += kube_rule_groups(service)
     return groups
 
 

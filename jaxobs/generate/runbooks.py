@@ -73,6 +73,10 @@ RUNBOOKS: dict[str, Runbook] = {
              f"max({_q(c.DEPLOY_IN_PROGRESS.name, JOB)})"),
         ),
         mitigations=(
+            "With OpenTelemetry tracing on, open an exemplar point on the on-call dashboard's "
+            "\"Cold requests\" or latency panel: its trace shows the request, the jaxobs.compile "
+            "span it waited for, the cause (which shape or dtype changed) and the time per "
+            "phase (docs/tracing.md).",
             "If the burn started with a deploy or a version change, roll back to the previous "
             "model binary / image first and investigate afterwards.",
             "availability with `error=\"oom\"`: follow JaxobsOOMErrors (reduce batch size, "
@@ -190,6 +194,10 @@ RUNBOOKS: dict[str, Runbook] = {
              f"{_q(c.COMPILE_DURATION.name + '_bucket', JOB)}[1h])))"),
         ),
         mitigations=(
+            "With OpenTelemetry tracing on, open an exemplar point on the on-call dashboard's "
+            "\"Cold requests\" or latency panel: its trace shows the request, the jaxobs.compile "
+            "span it waited for, the cause (which shape or dtype changed) and the time per "
+            "phase (docs/tracing.md).",
             "Warm up on deploy: register the served shapes with `jaxobs.warmup` and gate "
             "readiness (`/readyz`) on it, so no user request compiles.",
             "If a new shape appears in traffic, add it to the warmup set or pad to an existing "
@@ -331,6 +339,8 @@ RUNBOOKS: dict[str, Runbook] = {
              f"{_q(c.BUILD_INFO.name, JOB)}"),
         ),
         mitigations=(
+            "Before rolling the new versions forward, compare the old and new builds with "
+            "`jaxobs baseline compare` (compiles, FLOPs, memory, kernel times; docs/upgrades.md).",
             "Finish or roll back the stuck rollout so every replica runs one image.",
             "Pin jax, jaxlib, CUDA and the driver in the image and the node pool; validate "
             "upgrades in staging first.",

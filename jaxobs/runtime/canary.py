@@ -57,6 +57,8 @@ class Canary:
         self._diff = rec.gauge(catalog.CANARY_MAX_ABS_DIFF, self.name)
         self._last = rec.gauge(catalog.CANARY_LAST_RUN, self.name)
         self._runs = {o: rec.counter(catalog.CANARY_RUNS, self.name, o) for o in ("match", "mismatch", "error")}
+        for counter in self._runs.values():
+            counter.inc(0)  # exposed at 0, so the alert's increase() sees the first mismatch
         self._reference: list[np.ndarray] | None = self._load_golden()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -78,13 +78,33 @@ _settings = Settings()
 
 def configure(*, sample_rate: float | None = None, first_samples: int | None = None,
               analyze: bool | None = None, check_finite: bool | None = None, peak_dtype: str | None = None,
-              peak_flops_per_second: float | None = None) -> Settings:
+              peak_flops_per_second: float | None = None, max_functions: int | None = None,
+              slo_spec: str | None = None,
+              buckets: dict[str, tuple[float, ...] | None] | None = None) -> Settings:
     """Change process-wide defaults for functions instrumented afterwards.
 
     Returns a copy of the settings now in force, so ``jaxobs.configure()`` with
     no arguments reads them.
+
+    ``max_functions`` caps distinct ``function`` label values per process
+    (later ones share ``function="__overflow__"``).  ``slo_spec`` (a path; ``""``
+    restores the default) derives the request-latency buckets from the spec, so
+    every latency threshold is a bucket bound.  ``buckets`` replaces named
+    layouts (``"call"``, ``"compile"``, ``"latency"``; see ``jaxobs/catalog.py``).
+    Bucket changes apply to series created afterwards: configure before traffic.
     """
     settings = _settings
+    if max_functions is not None:
+        from jaxobs.telemetry.recorder import limits
+
+        if int(max_functions) < 1:
+            raise ValueError(f"max_functions must be at least 1, got {max_functions!r}")
+        limits.max_functions = int(max_functions)
+    if buckets:
+        for layout_name, bounds in buckets.items():
+            catalog.set_layout(layout_name, bounds)
+    if slo_spec is not None:
+        catalog.set_layout("latency", _latency_layout_from(slo_spec) if slo_spec else None)
     if sample_rate is not None:
         _check_rate(sample_rate)
         settings.sample_rate = sample_rate
@@ -101,6 +121,16 @@ def configure(*, sample_rate: float | None = None, first_samples: int | None = N
             raise ValueError(f"peak_flops_per_second must be > 0, got {peak_flops_per_second!r}")
         settings.peak_flops_per_second = float(peak_flops_per_second)
     return dataclasses.replace(settings)
+
+
+def _latency_layout_from(path: str) -> tuple[float, ...]:
+    """The spec's latency thresholds on top of a coarse base: exact SLIs, few series."""
+    from jaxobs.slo.spec import load_spec
+
+    spec = load_spec(path)  # a clear one-line SpecError on a bad file
+    thresholds = {slo.sli.threshold_seconds for service in spec.services for slo in service.slos
+                  if slo.sli.threshold_seconds is not None}
+    return tuple(sorted(set(catalog.SLO_BASE_BUCKETS) | thresholds))
 
 
 def _check_rate(rate: float) -> None:
@@ -160,7 +190,10 @@ class InstrumentedJit:
         info = getattr(self._jitted, "_jit_info", None)
         self._static_argnums = tuple(getattr(info, "static_argnums", ()) or ())
         self._static_argnames = tuple(getattr(info, "static_argnames", ()) or ())
-        rec, fname = self._recorder, self.name
+        rec = self._recorder
+        #: the ``function`` label: the name, or the overflow value past the cardinality cap
+        self.label = fname = rec.admit_function(self.name)
+        self._release = weakref.finalize(self, rec.release_function, fname)
         self._hits = rec.counter(catalog.CALLS, fname, "hit")
         self._misses = rec.counter(catalog.CALLS, fname, "miss")
         self._steady = rec.histogram(catalog.CALL_DURATION, fname, "steady")
@@ -283,7 +316,7 @@ class InstrumentedJit:
         info = self._compiling.get(frame)
         if info is None:
             info = self._compiling[frame] = CompileInProgress(perf_counter() - duration)
-        self._recorder.histogram(catalog.COMPILE_DURATION, self.name, phase).observe(duration)
+        self._recorder.histogram(catalog.COMPILE_DURATION, self.label, phase).observe(duration)
         info.phases.append((phase, duration))
         if phase == "backend":
             info.backend_done = True
@@ -305,7 +338,7 @@ class InstrumentedJit:
             self._steady.observe(host_time)
             jax.block_until_ready(out)
             kernel_time = perf_counter() - t0
-            self._kernel.observe(kernel_time)
+            self._kernel.observe_traced(kernel_time, tracing.current_trace_id())
             tracing.record_kernel_time(self.name, kernel_time)
         except Exception as exc:
             report_internal_error("kernel_sampling", exc)
@@ -324,7 +357,11 @@ class InstrumentedJit:
                 dt = perf_counter() - info.started
             self._finish(info)
             self._misses.inc()
-            self._cold.observe(dt)
+            self._cold.observe_traced(dt, tracing.current_trace_id())
+            if self._check_finite:
+                # exposed at 0 from the first compile, before any checked call: the alert's
+                # increase() then sees the first NaN (a counter born at 1 would hide it)
+                self._nonfinite.inc(0)
             sli.mark_cold()
             cause, detail = self._record_compilation(args, kwargs)
             tracing.record_compile(self.name, info.started, info.phases, cause, detail)
@@ -360,7 +397,7 @@ class InstrumentedJit:
             compiling = info is not None
             kind = causes.classify_error(exc, compiling, bool(info and info.backend_done))
             self._finish(info)
-            self._recorder.counter(catalog.ERRORS, self.name, kind).inc()
+            self._recorder.counter(catalog.ERRORS, self.label, kind).inc()
             tracing.record_error(self.name, kind, exc)
             (self._misses if compiling else self._hits).inc()
             if info is not None and dt is None:
@@ -381,7 +418,7 @@ class InstrumentedJit:
             detail = causes.describe(cause, sig, self._history)
             self._history.append(sig)
             del self._history[:-_HISTORY]
-        self._recorder.counter(catalog.COMPILATIONS, self.name, cause).inc()
+        self._recorder.counter(catalog.COMPILATIONS, self.label, cause).inc()
         compile_events.notify_compiled(self.name, cause)
         manifest.record(self, args, kwargs)  # the abstract signature, for warm-start manifests
         if self._analyze:
@@ -400,7 +437,7 @@ class InstrumentedJit:
                 compiled = self._compile_for_analysis(args, kwargs)
                 if compiled is None:
                     return
-            rec, fname = self._recorder, self.name
+            rec, fname = self._recorder, self.label
             cost = compiled.cost_analysis()
             if isinstance(cost, list):
                 cost = cost[0] if cost else {}
@@ -480,6 +517,20 @@ class InstrumentedJit:
             return self._jitted.trace(*args, **kwargs)
         finally:
             self._finish(self._compiling.pop(sys._getframe(), None))
+
+    def retire(self) -> None:
+        """Stop exposing this function: drop its series and free its cardinality slot.
+
+        Later calls still run (and still go through jit) but are not recorded.
+        Wrappers are also retired lazily once garbage-collected, when a new
+        function needs the slot.
+        """
+        try:
+            if self.label != catalog.OVERFLOW_FUNCTION:  # other functions share that one
+                self._release.detach()
+                self._recorder.retire_function(self.label)
+        except Exception as exc:
+            report_internal_error("instrument", exc)
 
     def eval_shape(self, *args: Any, **kwargs: Any) -> Any:
         return self._jitted.eval_shape(*args, **kwargs)

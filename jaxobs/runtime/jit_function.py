@@ -65,6 +65,9 @@ class InstrumentedFunction(functools.partial):  # type: ignore[type-arg]
     def clear_cache(self) -> None:
         self._ijit.clear_cache()
 
+    def retire(self) -> None:
+        self._ijit.retire()
+
     def _cache_size(self) -> int:
         return self._ijit._cache_size()
 

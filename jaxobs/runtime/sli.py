@@ -127,7 +127,11 @@ class request:  # noqa: N801 - lower-case like contextlib helpers: it is used as
         self._in_flight.dec()
         failed = exc is not None and not isinstance(exc, self._ok_exceptions)
         (self._error if failed else self._ok).inc()
-        (self._cold if active.cold else self._steady).observe(elapsed)
+        latency = self._cold if active.cold else self._steady
+        if active.span is not None:
+            latency.observe_traced(elapsed, format(active.span[0].get_span_context().trace_id, "032x"))
+        else:
+            latency.observe(elapsed)
         if active.span is not None:
             tracing.end_request_span(active.span, cold=active.cold, failed=failed, exc=exc)
         parent = _current.get()

@@ -127,7 +127,11 @@ def record_error(function: str, kind: str, exc: BaseException) -> None:
 
 def current_trace_id() -> str | None:
     """The active span's trace id as 32 hex digits (for exemplars), or None."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+    try:
+        span_context = trace.get_current_span().get_span_context()
+        if not span_context.is_valid:
+            return None
+        return format(span_context.trace_id, "032x")
+    except Exception as exc:
+        report_internal_error("tracing", exc)
         return None
-    return format(span_context.trace_id, "032x")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jaxobs.slo import duration
+from jaxobs.slo.kube_model import Autoscaling, Canary
 
 Severity = Literal["page", "ticket"]
 SLIKind = Literal["availability", "latency", "cold_start", "cache_hit", "raw"]
@@ -164,6 +165,9 @@ class Service:
     selector: tuple[tuple[str, str], ...] = ()
     #: labels the service's resource alerts are evaluated by (see ``SLO.group_by``).
     group_by: tuple[str, ...] = ()
+    #: Kubernetes control loops generated for the service (``autoscaling:``, ``canary:``).
+    autoscaling: Autoscaling | None = None
+    canary: Canary | None = None
 
     @property
     def target_selector(self) -> tuple[tuple[str, str], ...]:
@@ -177,6 +181,9 @@ class Dashboards:
 
     accelerator_cost_per_hour: float = 2.50  # price of one accelerator-hour, in ``currency``
     currency: str = "USD"
+    #: link from an exemplar's trace id to your trace backend, e.g. Jaeger's
+    #: ``http://jaeger:16686/trace/${__value.raw}``; None: no datasource file is generated
+    trace_url: str | None = None
 
 
 @dataclass(frozen=True)

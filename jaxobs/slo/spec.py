@@ -43,6 +43,8 @@ The accepted format, with every default (docs/slos.md explains each field)::
                                     # cache_hit: {selector: {function: f}},
                                     # raw: {errors: 'PromQL [$window]', total: '...'}
             alerting: {no_data: true, tiers: [{severity: page, burn_rate: 3, long_window: 1h}]}
+        autoscaling: {...}          # KEDA/HPA objects (jaxobs.slo.kube_spec, docs/autoscaling.md)
+        canary: {...}               # an Argo Rollouts AnalysisTemplate (same)
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from jaxobs.slo.fields import mapping as _mapping
 from jaxobs.slo.fields import nonempty_list as _list
 from jaxobs.slo.fields import number as _number
 from jaxobs.slo.fields import string as _string
+from jaxobs.slo.kube_spec import parse_autoscaling, parse_canary
 from jaxobs.slo.load import read_spec_text, safe_compose_load
 from jaxobs.slo.model import (
     SEVERITY_LABELS,
@@ -189,8 +192,8 @@ def _unique(ctx: _Context, values: list[Any], path: str, field_name: str, fix: s
 
 
 def _service(ctx: _Context, raw: Any, path: str, defaults: _Defaults) -> Service:
-    body = _mapping(ctx, raw, path, ("name", "labels", "selector", "group_by", "slos"),
-                    required=("name",))
+    body = _mapping(ctx, raw, path, ("name", "labels", "selector", "group_by", "slos",
+                                     "autoscaling", "canary"), required=("name",))
     name = _string(ctx, body["name"], f"{path}.name", _SERVICE_NAME,
                    "use the `service` label of jaxobs.request(...): letters, digits, '_', '.', '-' (at most 63)")
     group_by = (_label_names(ctx, body["group_by"], f"{path}.group_by", GROUP_RESERVED)
@@ -206,7 +209,11 @@ def _service(ctx: _Context, raw: Any, path: str, defaults: _Defaults) -> Service
     return Service(name=name, slos=tuple(s for s in slos if s.enabled),
                    labels=_labels(ctx, body.get("labels"), f"{path}.labels", RESERVED_LABELS),
                    selector=_labels(ctx, body.get("selector"), f"{path}.selector"),
-                   group_by=group_by)
+                   group_by=group_by,
+                   autoscaling=(parse_autoscaling(ctx, body["autoscaling"], f"{path}.autoscaling",
+                                                  name) if body.get("autoscaling") else None),
+                   canary=(parse_canary(ctx, body["canary"], f"{path}.canary")
+                           if "canary" in body else None))
 
 
 def _slo(ctx: _Context, raw: Any, path: str, defaults: _Defaults,
@@ -298,6 +305,12 @@ def _dashboards(ctx: _Context, raw: Any) -> Dashboards:
     if "currency" in body:
         kwargs["currency"] = _string(ctx, body["currency"], "dashboards.currency",
                                      re.compile(r"^[A-Z]{3}$"), "use an ISO 4217 code, e.g. USD")
+    if "trace_url" in body:
+        kwargs["trace_url"] = _string(
+            ctx, body["trace_url"], "dashboards.trace_url",
+            re.compile(r"^https?://[^\s]*\$\{__value\.raw\}[^\s]*$"),
+            "use an http(s) URL with ${__value.raw} where the trace id goes, "
+            "e.g. http://jaeger:16686/trace/${__value.raw}")
     return Dashboards(**kwargs)
 
 

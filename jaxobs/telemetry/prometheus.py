@@ -35,6 +35,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from jaxobs import catalog
@@ -78,10 +79,16 @@ def family_to_metric(family: Family) -> Metric | None:
     for values, series in items:
         assert isinstance(series, HistogramSeries)
         counts, total = series.snapshot()
+        exemplars = dict(series.exemplars) if series.exemplars else {}
         cumulative, buckets = 0.0, []
-        for le, c in zip(_le_labels(series.bounds), counts, strict=False):
+        for i, (le, c) in enumerate(zip(_le_labels(series.bounds), counts, strict=False)):
             cumulative += c
-            buckets.append((le, cumulative))
+            exemplar = exemplars.get(i)
+            if exemplar is None:
+                buckets.append((le, cumulative))
+            else:  # shown in the OpenMetrics format, which Prometheus asks for with exemplars on
+                trace_id, value, timestamp = exemplar
+                buckets.append((le, cumulative, Exemplar({"trace_id": trace_id}, value, timestamp)))
         hist.add_metric(list(values), buckets, total)
     return hist
 
@@ -155,6 +162,8 @@ class MultiprocessFlusher:
         self.interval = interval
         self.collectors = collectors
         self._values: dict[tuple[str, tuple[str, ...], str], Any] = {}
+        #: family name → (generation, entries): see :meth:`_entries`.
+        self._index: dict[str, tuple[int, list[list[Any]]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jaxobs-multiproc-flush", daemon=True)
@@ -210,13 +219,21 @@ class MultiprocessFlusher:
         return value
 
     def flush(self) -> None:
-        """Write current totals (idempotent; safe from any thread; a no-op once disabled)."""
+        """Write what changed since the last flush (idempotent; safe from any thread; a
+        no-op once disabled).
+
+        Cost is proportional to the series that changed, plus one cheap version
+        read per series: an idle function costs a few attribute reads, not a
+        snapshot and a dozen mmap writes.
+        """
         if self.disabled is not None:
             return
         try:
             with self._lock:
                 if self.disabled is not None:
                     return
+                if self.directory:  # a forked worker is a new writer: it needs its own lock
+                    _hold_liveness_lock(self.directory)
                 sync_internal_errors(self.recorder)
                 for family in self.recorder.families():
                     self._flush_family(family)
@@ -240,10 +257,34 @@ class MultiprocessFlusher:
                 else:
                     value.set(sample.value)
 
+    def _entries(self, family: Family) -> list[list[Any]]:
+        """``[label values, series, last written version]`` per series, rebuilt only when
+        the family gained or lost series (its ``generation`` moved)."""
+        cached = self._index.get(family.spec.name)
+        if cached is not None and cached[0] == family.generation:
+            return cached[1]
+        generation = family.generation
+        old = {id(e[1]): e for e in cached[1]} if cached is not None else {}
+        entries = [old.get(id(series)) or [values, series, None] for values, series in family.all_items()]
+        live = {id(e[1]) for e in entries}
+        for gone in (e for key, e in old.items() if key not in live):
+            self._forget(family.spec, gone[0])
+        self._index[family.spec.name] = (generation, entries)
+        return entries
+
+    def _forget(self, spec: catalog.MetricSpec, labelvalues: tuple[str, ...]) -> None:
+        """A retired series: drop its writers (its last totals stay in this process's file)."""
+        for key in [k for k in self._values if k[2] == spec.name and k[1][:len(labelvalues)] == labelvalues]:
+            del self._values[key]
+
     def _flush_family(self, family: Family) -> None:
         spec = family.spec
         labelnames = spec.labels
-        for values, series in family.items():
+        for entry in self._entries(family):
+            values, series = entry[0], entry[1]
+            version = series.version()  # read before the values: a racing update re-flushes
+            if version == entry[2] or not series.touched():
+                continue
             if isinstance(series, CounterSeries):
                 self._value(spec, spec.base_name + "_total", labelnames, values).set(series.value())
             elif isinstance(series, GaugeSeries):
@@ -257,6 +298,7 @@ class MultiprocessFlusher:
                 for le, c in zip(_le_labels(series.bounds), counts, strict=False):
                     self._value(spec, spec.name + "_bucket", labelnames + ("le",), values + (le,)).set(c)
                 self._value(spec, spec.name + "_sum", labelnames, values).set(total)
+            entry[2] = version
 
 
 _flushers: dict[int, MultiprocessFlusher] = {}
@@ -273,8 +315,21 @@ def attach(recorder: Recorder, registry: CollectorRegistry) -> None:
     registry.register(JaxobsCollector(recorder))
     registry.register(memory)
     if os.environ.get(MULTIPROC_ENV) and registry is REGISTRY and id(recorder) not in _flushers:
+        _hold_liveness_lock(os.environ[MULTIPROC_ENV])
         interval = float(os.environ.get("JAXOBS_FLUSH_INTERVAL", "1.0"))
         _flushers[id(recorder)] = MultiprocessFlusher(recorder, interval, (memory,)).start()
+
+
+def _hold_liveness_lock(directory: str) -> None:
+    """Tell the sidecar this process is alive for as long as it runs (before any file is
+    written), so it archives our files only after we exit."""
+    from jaxobs.telemetry import liveness
+
+    try:
+        if not liveness.hold(directory):
+            report_internal_error("liveness", TimeoutError(f"could not lock {directory}"))
+    except OSError as exc:
+        report_internal_error("liveness", exc)
 
 
 def flush_multiprocess() -> None:
