@@ -68,14 +68,14 @@ WORKLOAD = """
     print("ready", flush=True)
     for i in itertools.count():
         try:
-            with jaxobs.request("%s"):
+            with jaxobs.request("{service}"):
                 predict(jnp.ones(4))
-                if failing and i %% 2:
+                if failing and i % 2:
                     raise RuntimeError("injected outage")
         except RuntimeError:
             pass
         time.sleep(0.05)
-""" % SERVICE
+""".replace("{service}", SERVICE)
 
 AM_CONFIG = """\
 route: {receiver: sink, group_by: [alertname, cluster], group_wait: 1s, group_interval: 1s}

@@ -262,7 +262,8 @@ def test_dedicated_provider_and_shutdown_exports_last_batch(registry):
     (batch,) = exported(out)
     m = {m["name"]: m for sm in batch["resource_metrics"][0]["scope_metrics"] for m in sm["metrics"]}
     points = m["jaxobs_calls"]["data"]["data_points"]
-    assert sorted((p["attributes"]["cache"], p["value"]) for p in points) == [("miss", 1)]  # hit: never observed, so not exported
+    # hit: never observed, so not exported
+    assert sorted((p["attributes"]["cache"], p["value"]) for p in points) == [("miss", 1)]
 
 
 def test_periodic_export_runs_on_its_interval(registry):

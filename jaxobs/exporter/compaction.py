@@ -113,7 +113,7 @@ class Compactor:
         self._apply(plan)
 
     def _apply(self, plan: dict[str, list[list[str]] | list[str]]) -> None:
-        for tmp, final in plan["rename"]:  # type: ignore[misc]
+        for tmp, final in plan["rename"]:  # type: ignore[misc,str-unpack]
             if os.path.exists(tmp):
                 os.replace(tmp, final)
         for doomed in plan["delete"]:

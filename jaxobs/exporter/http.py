@@ -395,8 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = self.server.config
         path, _, query = self.path.partition("?")
         profile = self.server.endpoints.profile
-        if path != PROFILE_PATH or profile is None:
-            self._reply(404, b"not found\n")
+        if path != PROFILE_PATH or profile is None:  # no other endpoint takes a POST
+            self._reply(501, b"unsupported method POST (profiling is off or this is not its path)\n")
             return
         if self.headers.get("Content-Length") not in (None, "0") or self.headers.get("Transfer-Encoding"):
             self._reply(400, b"request bodies are not accepted\n")

@@ -80,7 +80,8 @@ def family_to_metric(family: Family) -> Metric | None:
         assert isinstance(series, HistogramSeries)
         counts, total = series.snapshot()
         exemplars = dict(series.exemplars) if series.exemplars else {}
-        cumulative, buckets = 0.0, []
+        cumulative = 0.0
+        buckets: list[Any] = []  # (le, cumulative count[, exemplar])
         for i, (le, c) in enumerate(zip(_le_labels(series.bounds), counts, strict=False)):
             cumulative += c
             exemplar = exemplars.get(i)

@@ -385,7 +385,7 @@ class Recorder:
         if spec.type != "histogram":
             raise TypeError(f"{spec.name} is a {spec.type}: use value()")
         series = self.family(spec)._series.get(tuple(labels))
-        return 0 if series is None else int(series.count())  # type: ignore[union-attr]
+        return 0 if series is None else int(series.count())  # type: ignore[attr-defined]
 
 
 def all_recorders() -> Iterator[Recorder]:
