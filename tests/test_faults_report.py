@@ -23,7 +23,12 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = """
 import atexit, resource, runpy, sys
 rss_file = sys.argv[1]
-atexit.register(lambda: open(rss_file, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+def _peak_kib():  # VmHWM is this program's own peak; ru_maxrss would include the forked parent's
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return line.split()[1]
+    return str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+atexit.register(lambda: open(rss_file, "w").write(_peak_kib()))
 sys.argv = ["jaxobs", "report", *sys.argv[2:]]
 runpy.run_module("jaxobs.cli", run_name="__main__")
 """

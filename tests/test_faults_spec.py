@@ -58,7 +58,12 @@ def _limit() -> None:
 CHILD = """
 import atexit, resource, runpy, sys
 rss_file, path = sys.argv[1], sys.argv[2]
-atexit.register(lambda: open(rss_file, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+def _peak_kib():  # VmHWM is this program's own peak; ru_maxrss would include the forked parent's
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return line.split()[1]
+    return str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+atexit.register(lambda: open(rss_file, "w").write(_peak_kib()))
 sys.argv = ["jaxobs", "check", path]
 runpy.run_module("jaxobs.cli", run_name="__main__")
 """

@@ -326,11 +326,13 @@ class _Hub:
         if self._source is compile_events:
             return
         if self._source is not None:
+            # Duration events: one subscription (the new module's listener sees every compile).
+            # Instrumented compiles: keep listening to the old module too — functions made by a
+            # cached `jaxobs.jit` from before the re-import still report there.
             self._unsubscribe()
-            if self._on_instrumented in self._source.compile_observers:
-                self._source.compile_observers.remove(self._on_instrumented)
         self._unsubscribe = compile_events.subscribe(self.on_compile_event)
-        compile_events.compile_observers.append(self._on_instrumented)
+        if self._on_instrumented not in compile_events.compile_observers:
+            compile_events.compile_observers.append(self._on_instrumented)
         self._source = compile_events
 
     def _activate(self) -> None:
