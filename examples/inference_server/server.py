@@ -326,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-ms", type=float, default=500.0, help="how slow a slow request is")
     p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds (0: run until stopped)")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument("--profiling-port", type=int, default=None, metavar="PORT",
+                   help="also serve jaxobs' metrics server on 127.0.0.1:PORT with POST "
+                        "/debug/jaxobs/profile (jaxobs profile http://127.0.0.1:PORT); 0 picks a port")
     args = p.parse_args(argv)
 
     faults = Faults(allow=args.allow_injection, fail_rate=args.fail_rate, slow_rate=args.slow_rate,
@@ -340,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     httpd, _ = serve(app, args.host, args.port)
     httpd.verbose = args.verbose
     print(f"listening on http://{args.host}:{httpd.server_port}", flush=True)
+    if args.profiling_port is not None:
+        # loopback only: a capture pauses nothing, but it is not for the outside world
+        debug, _ = jaxobs.start_http_server(args.profiling_port, "127.0.0.1", profiling=True)
+        print(f"profiling on http://127.0.0.1:{debug.server_address[1]}", flush=True)
 
     started = time.monotonic()
     with jaxobs.deploy_window():
