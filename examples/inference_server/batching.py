@@ -26,6 +26,7 @@ from time import monotonic, perf_counter
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 
 from jaxobs import catalog, compile_probe
 from jaxobs.telemetry import recorder_for
@@ -57,7 +58,7 @@ class Overloaded(Exception):
 class Pending:
     """One request's rows waiting for their batch; the handler thread waits on it."""
 
-    __slots__ = ("rows", "seq", "enqueued", "result", "error", "cold", "batch_size", "_done")
+    __slots__ = ("rows", "seq", "enqueued", "result", "error", "cold", "batch_size", "batch_span", "_done")
 
     def __init__(self, rows: np.ndarray, seq: int = 0) -> None:
         self.rows = rows
@@ -67,6 +68,7 @@ class Pending:
         self.error: BaseException | None = None
         self.cold = False
         self.batch_size = 0
+        self.batch_span: Any = None  # the span context of the batch that served it (tracing on)
         self._done = threading.Event()
 
     def wait(self, timeout: float) -> np.ndarray:
@@ -173,13 +175,20 @@ class Batcher:
         self._fill.observe(len(x) / size)
         self._rows.inc(len(x))
         self._padding.inc(size - len(x))
-        try:
-            with compile_probe() as probe:
-                out = self._run(pad_rows(x, size))
-        except BaseException as exc:  # every waiting request gets the batch's failure
+        # One span per batch (when the app configured tracing); each request's span links to it.
+        with trace.get_tracer("examples.inference_server").start_as_current_span(
+                "batch", attributes={"batch.size": size, "batch.requests": len(batch),
+                                     "batch.padding_rows": size - len(x)}) as span:
             for p in batch:
-                p.finish(None, exc, False, size)
-            return
+                p.batch_span = span.get_span_context()
+            try:
+                with compile_probe() as probe:
+                    out = self._run(pad_rows(x, size))
+            except BaseException as exc:  # every waiting request gets the batch's failure
+                for p in batch:
+                    p.finish(None, exc, False, size)
+                return
+            span.set_attribute("jaxobs.start", "cold" if probe.cold else "steady")
         if probe.cold:  # everyone already queued waited for this compile too
             self._cold_below = next(self._seq)
         offset = 0

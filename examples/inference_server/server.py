@@ -47,6 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from opentelemetry import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -155,6 +156,8 @@ class InferenceApp:
                 pending = self.batcher.submit(x)
                 out = pending.wait(REQUEST_TIMEOUT)
                 cold, batch = pending.cold, pending.batch_size  # cold: it waited for a compile
+                if pending.batch_span is not None:  # the request's span points at its batch
+                    trace.get_current_span().add_link(pending.batch_span)
             else:
                 with compile_probe() as probe:
                     out = np.asarray(self.predict(self.params, x))  # compiles once per new size
@@ -261,7 +264,11 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         try:
-            self._json(HTTPStatus.OK, self.server.app.handle(body, self.arrival))
+            with trace.get_tracer("examples.inference_server").start_as_current_span(
+                    "POST /predict", kind=trace.SpanKind.SERVER,
+                    attributes={"http.request.method": "POST", "url.path": "/predict"}):
+                answer = self.server.app.handle(body, self.arrival)
+            self._json(HTTPStatus.OK, answer)
         except BadRequest as exc:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
         except Overloaded as exc:  # counted as overload, not as an error of the model
@@ -326,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-ms", type=float, default=500.0, help="how slow a slow request is")
     p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds (0: run until stopped)")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument("--otlp-endpoint", default=None, metavar="HOST:PORT",
+                   help="send a trace per request (with its batch and any compile) over OTLP/gRPC")
     p.add_argument("--profiling-port", type=int, default=None, metavar="PORT",
                    help="also serve jaxobs' metrics server on 127.0.0.1:PORT with POST "
                         "/debug/jaxobs/profile (jaxobs profile http://127.0.0.1:PORT); 0 picks a port")
@@ -343,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     httpd, _ = serve(app, args.host, args.port)
     httpd.verbose = args.verbose
     print(f"listening on http://{args.host}:{httpd.server_port}", flush=True)
+    if args.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=args.otlp_endpoint,
+                                                                        insecure=True)))
+        trace.set_tracer_provider(provider)
     if args.profiling_port is not None:
         # loopback only: a capture pauses nothing, but it is not for the outside world
         debug, _ = jaxobs.start_http_server(args.profiling_port, "127.0.0.1", profiling=True)
