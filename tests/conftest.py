@@ -50,3 +50,19 @@ def _reset_runtime() -> None:
     readiness._ready = False
     for name, value in dataclasses.asdict(jit.Settings()).items():  # configure() cannot unset
         setattr(jit._settings, name, value)
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A real OpenTelemetry SDK tracer provider with the in-memory exporter, for this test only."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    yield exporter
+    provider.shutdown()

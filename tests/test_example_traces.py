@@ -8,11 +8,7 @@ import json
 import sys
 import urllib.request
 
-import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from realtools import REPO
 
 import jaxobs
@@ -24,14 +20,6 @@ import server  # noqa: E402
 _HIDDEN = itertools.count(900)  # a model size no other test compiled
 
 
-@pytest.fixture
-def spans(monkeypatch):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-    yield exporter
-    provider.shutdown()
 
 
 def test_each_request_span_links_to_its_batch_and_a_cold_batch_holds_the_compile(spans, registry):

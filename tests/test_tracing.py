@@ -13,17 +13,6 @@ import jaxobs
 from jaxobs.runtime import tracing
 
 
-@pytest.fixture
-def spans(monkeypatch):
-    """A real SDK tracer provider with the in-memory exporter, installed for this test only."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-    yield exporter
-    provider.shutdown()
-
-
 def by_name(exporter: InMemorySpanExporter) -> dict[str, list]:
     out: dict[str, list] = {}
     for span in exporter.get_finished_spans():
