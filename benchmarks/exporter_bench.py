@@ -15,7 +15,7 @@ Prints figures, it is not a timed test.  Setup, all real processes on 127.0.0.1:
 
 Scrapes alternate between the two servers in one loop, so both see the same
 machine state.  Memory is the exporter's RSS (psutil) after start-up and after
-all scrapes; target ≤ 60 MB (issue 5).  Latency target: p99 ≤ 20 ms.
+all scrapes; target ≤ 60 MB.  Latency target: p99 ≤ 20 ms.
 """
 
 from __future__ import annotations

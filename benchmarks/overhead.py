@@ -3,7 +3,7 @@
 Both versions run in the same process, interleaved in rounds (raw, instrumented,
 raw, …) so drift in CPU frequency or background load hits both alike.  The
 statistic is the median over rounds of the per-call time; the ratio is
-instrumented / raw.  Targets (issue 3): ≤ 1.15× on a tiny kernel, ≤ 1.01× on
+instrumented / raw.  Targets: ≤ 1.15× on a tiny kernel, ≤ 1.01× on
 a ~1 ms kernel, at the default sampling rate.
 
     python benchmarks/overhead.py [--rounds 30] [--calls 2000]

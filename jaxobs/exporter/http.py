@@ -2,7 +2,7 @@
 
 Why not prometheus-client's ``start_http_server``: the sidecar faces whatever
 can reach the pod port, and bad HTTP input must never crash it or block a
-scrape (issue 5).  The standard library server plus four rules does that:
+scrape.  The standard library server plus four rules does that:
 
 1. **A thread per connection** (capped in total and per client IP): a slow
    client only ever holds its own thread.  A connection over either cap is
