@@ -40,6 +40,10 @@ class _Tee:
         self._inner.observe(value)
         self._sink.add(value)
 
+    def observe_traced(self, value: float, trace_id: str | None) -> None:
+        self._inner.observe_traced(value, trace_id)
+        self._sink.add(value)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
