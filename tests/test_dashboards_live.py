@@ -156,7 +156,7 @@ def _query_range(prom_url: str, expr: str, start: float, end: float) -> tuple[in
 def evaluate_dashboards(files: dict[str, str], prom_url: str, start: float) -> list[PanelResult]:
     out = []
     end = time.time()
-    for rel in sorted(p for p in files if p.startswith("dashboards/")):
+    for rel in sorted(p for p in files if p.startswith("dashboards/") and p.endswith(".json")):
         dashboard = json.loads(files[rel])
         values = _grafana_vars(dashboard)
         name = Path(rel).stem
