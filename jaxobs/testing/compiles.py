@@ -399,8 +399,10 @@ class _Hub:
             return
         if not program.user_code:
             return  # eager primitives and jax's own jits
-        if explanation is None and program.arg_names is None:
-            return  # a derived program (JVP, transpose) of a function whose trace JAX reused
+        if program.arg_names is None and (explanation is None or explanation.cause == "first"):
+            # a derived program (JVP, transpose) of a function whose trace JAX reused; JAX 0.12
+            # explains it as a "first" compile of another function defined on the same line
+            return
         identity = (program.function, program.defined_at)
         if explanation is not None:
             cause, detail = explanation.cause, explanation.detail
