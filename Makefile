@@ -35,6 +35,7 @@ test-newest:  ## the JAX-facing tests (not the slow end-to-end ones) with Python
 	$(NEWEST_VENV)/bin/python -m pytest -m "not e2e" $(foreach t,$(JAX_FREE_TESTS),--ignore=tests/$(t).py) $(PYTEST_ARGS)
 
 lint:  ## ruff (style, bugs, imports, naming) and mypy, both configured in pyproject.toml
+	@scripts/setup.sh lint
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
@@ -47,4 +48,5 @@ generate:  ## regenerate the checked-in alerts/, dashboards/, runbooks/ from exa
 	$(PY) -m jaxobs.cli generate examples/slo.yaml -o .
 
 check-generated:  ## fail when the checked-in alerts/, dashboards/, runbooks/ differ from the generators' output
+	@scripts/setup.sh demo
 	$(PY) -m jaxobs.cli generate examples/slo.yaml -o . --check

@@ -3,6 +3,7 @@
 #   scripts/setup.sh demo     the package itself, into the project virtualenv
 #   scripts/setup.sh test     + test extras with the oldest supported JAX (.ci/constraints-oldest.txt),
 #                             Debian prometheus/alertmanager, npm schema packages
+#   scripts/setup.sh lint     the package and its test extras (ruff, mypy) only
 #   scripts/setup.sh newest   a second virtualenv (NEWEST_VENV, default .venv-newest) built from
 #                             NEWEST_PYTHON with the newest supported JAX (.ci/constraints-newest.txt)
 #
@@ -95,6 +96,7 @@ case "$what" in
   demo) ensure_venv "$VENV" "$BASE_PY"; pip_install "$VENV" "" "" demo ;;
   test) ensure_venv "$VENV" "$BASE_PY"; pip_install "$VENV" "[test]" .ci/constraints-oldest.txt test
         debian_tools; npm_packages ;;
+  lint) ensure_venv "$VENV" "$BASE_PY"; pip_install "$VENV" "[test]" .ci/constraints-oldest.txt test ;;
   newest) newest_env ;;
-  *) echo "usage: $0 demo|test|newest" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|test|lint|newest" >&2; exit 2 ;;
 esac
