@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from jaxobs.demo.config import _scale_tier, scale_duration  # shared with the demo
+
 
 def require_tool(name: str) -> str:
     """Path of an executable; skip locally / fail in CI when it is missing."""
@@ -193,21 +195,6 @@ def running_alertmanager(workdir: Path, config_text: str) -> Iterator[Alertmanag
 # unchanged.  Tests that use them say so in their docstring.
 
 
-def scale_duration(text: str, factor: int) -> str:
-    """A Prometheus duration divided by ``factor`` (at least 1s): ``1h`` / 60 = ``1m``."""
-    from jaxobs.slo import duration
-
-    return duration.canonical(max(1, duration.seconds(text) // factor))
-
-
-def _scale_tier(tier: dict[str, Any], factor: int) -> dict[str, Any]:
-    out = dict(tier)
-    for key in ("long_window", "short_window", "for"):
-        if key in out and out[key] not in ("0", "0s", 0):
-            out[key] = scale_duration(str(out[key]), factor)
-    return out
-
-
 def shortened_spec(spec_text: str, factor: int = 60, *, page_url: str | None = None,
                    ticket_url: str | None = None) -> str:
     """The spec with every burn-rate tier's windows and ``for`` divided by ``factor``.
@@ -259,21 +246,11 @@ def scale_rule_for(rules_text: str, factor: int = 60) -> str:
 
 
 def scale_alertmanager_timings(config_text: str, factor: int = 60) -> str:
-    """A generated Alertmanager config with group_wait/group_interval/repeat_interval divided
-    by ``factor`` on every route; receivers, matchers and inhibitions stay as generated."""
-    import yaml
+    """A generated Alertmanager config with every route's timings divided by ``factor`` (the
+    demo's own helper: ``jaxobs demo --stack`` shortens its config the same way)."""
+    from jaxobs.demo.config import scale_alertmanager_timings as scale
 
-    doc = yaml.safe_load(config_text)
-
-    def scale(route: dict[str, Any]) -> None:
-        for key in ("group_wait", "group_interval", "repeat_interval"):
-            if key in route:
-                route[key] = scale_duration(route[key], factor)
-        for child in route.get("routes", []):
-            scale(child)
-
-    scale(doc["route"])
-    return yaml.safe_dump(doc, sort_keys=False)
+    return scale(config_text, factor)
 
 
 # --- a webhook receiver (what a pager would be) ----------------------------------------------
