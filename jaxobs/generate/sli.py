@@ -19,14 +19,25 @@ STEADY = 'start="steady"'
 ERROR = 'outcome="error"'
 
 
-def _or_zero(errors: str, events: str) -> str:
+def _zero_filled(errors: str, events: str) -> str:
     """``errors``, or 0 for every group that has events but no error series yet."""
     return f"{errors}\nor\n0 * {events}"
 
 
-def sli_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
-    """``(errors per second, events per second)`` of the SLO over ``window``."""
+def _as_is(errors: str, events: str) -> str:
+    return errors
+
+
+def sli_rates(service: Service, slo: SLO, window: str,
+              zero_fill: bool = True) -> tuple[str, str]:
+    """``(errors per second, events per second)`` of the SLO over ``window``.
+
+    ``zero_fill=False`` leaves out the "0 where nothing failed yet" branch: the plain
+    ``errors / total`` shape other generators (Sloth) emit, which the rule-cost
+    benchmark compares against.
+    """
     sli, by = slo.sli, slo.group_by
+    _or_zero = _zero_filled if zero_fill else _as_is
     svc = (q.eq("service", service.name),) + q.matchers(sli.selector)
     if sli.kind == "availability":
         total = q.sum_rate(q.selector(c.REQUESTS.name, *svc), window, by)
