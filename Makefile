@@ -25,7 +25,7 @@ test-oldest:  ## every test (end-to-end included) with the oldest supported JAX,
 
 # Tests of code that never imports jax (spec, generators, rule and dashboard checks with promtool,
 # amtool and tsc, Kubernetes schemas) run once, in test-oldest: a new JAX cannot change them.
-JAX_FREE_TESTS = test_alertmanager test_autoscaling test_canary_analysis test_dashboards \
+JAX_FREE_TESTS = test_alertmanager test_docs test_autoscaling test_canary_analysis test_dashboards \
 	test_faults_report test_faults_spec test_generate_cli test_golden test_manifests test_rules \
 	test_runbooks test_slo_scenarios test_slo_spec
 
