@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import jaxobs
 from jaxobs import catalog as C
+from jaxobs.runtime import finite
 from jaxobs.runtime.canary import Canary, max_abs_diff
 from jaxobs.runtime.profiling import ProfileBusy, ProfileLimits, Profiler, ProfileRejected, parse_request
 from jaxobs.telemetry import recorder_for
@@ -22,7 +23,10 @@ from jaxobs.telemetry import recorder_for
 # --- numeric health -------------------------------------------------------------------------
 
 
-def test_sampled_calls_count_nonfinite_outputs_and_results_are_unchanged(registry, rec):
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_sampled_calls_count_nonfinite_outputs_and_results_are_unchanged(registry, rec, monkeypatch, where):
+    if where == "device":  # the accelerator path (a jitted reduction) on this CPU-only machine
+        monkeypatch.setattr(finite, "_on_host", lambda leaf: False)
     f = jaxobs.jit(lambda x: (jnp.log(x), x.astype(jnp.int32)), name="log", registry=registry, sample_rate=1.0)
     for x in (jnp.ones(3), jnp.zeros(3), -jnp.ones(3), jnp.ones(3) * 2):
         out = f(x)

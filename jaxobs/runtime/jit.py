@@ -44,6 +44,7 @@ import jax
 
 from jaxobs import catalog
 from jaxobs.runtime import causes, compile_events, jax_compat, manifest, sli, tracing
+from jaxobs.runtime.finite import has_nonfinite
 from jaxobs.runtime.jit_function import InstrumentedFunction
 from jaxobs.telemetry import recorder_for
 from jaxobs.telemetry.internal_errors import report_internal_error
@@ -600,32 +601,6 @@ def instrument(jitted: Any, *, name: str | None = None, registry: Any = None,
     fun = getattr(jitted, "__wrapped__", None) or getattr(jitted, "_fun", None) or jitted
     return InstrumentedJit(fun, name=name, registry=registry, sample_rate=sample_rate,
                            check_finite=check_finite, jitted=jitted).call
-
-
-@functools.lru_cache(maxsize=1)
-def _nonfinite_reduction() -> Callable[[list[Any]], Any]:
-    """One jitted, fused reduction: does any leaf hold a NaN or an infinity?"""
-    import jax.numpy as jnp
-
-    def _jaxobs_nonfinite_check(leaves: list[Any]) -> Any:  # named so test guards can skip it
-        flags = [jnp.logical_not(jnp.all(jnp.isfinite(leaf))) for leaf in leaves]
-        return jnp.any(jnp.stack(flags))
-
-    return jax.jit(_jaxobs_nonfinite_check)
-
-
-def has_nonfinite(out: Any) -> bool:
-    """Whether any floating-point leaf of ``out`` holds NaN or ±Inf (sampled calls only).
-
-    The reduction compiles once per output structure; its compile is jaxobs' own,
-    so it is kept out of the user's compile metrics.
-    """
-    leaves = [leaf for leaf in jax.tree_util.tree_leaves(out)
-              if hasattr(leaf, "dtype") and jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact)]
-    if not leaves:
-        return False
-    with compile_events.ignoring_compiles():
-        return bool(_nonfinite_reduction()(leaves))
 
 
 _build_info_done: set[int] = set()
