@@ -3,8 +3,8 @@
 Runs only on sampled calls, after ``block_until_ready``, so the output is
 already computed.  Where it lives decides how to look:
 
-* on the host (the CPU backend), numpy reads the buffers in place: a few
-  microseconds, no dispatch and no wait for another thread;
+* on the host (an array on one CPU device), numpy views the buffer without a
+  copy: a few microseconds, no dispatch and no wait for another thread;
 * on an accelerator, one jitted, fused reduction runs where the data is and
   only its one-byte answer crosses to the host (copying the output back would
   cost far more).  It compiles once per output structure; that compile is
@@ -37,9 +37,12 @@ def _is_inexact(dtype: Any) -> bool:
 
 
 def _on_host(leaf: Any) -> bool:
+    """One CPU buffer, which numpy views without a copy.  An array sharded over
+    several CPU devices would be gathered into a new host copy: the reduction is cheaper."""
     try:
-        return all(device.platform == "cpu" for device in leaf.devices())
-    except Exception:  # not a jax.Array (a numpy array would be on the host, but is not ours)
+        devices = leaf.devices()
+        return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+    except Exception:  # not a jax.Array
         return False
 
 
