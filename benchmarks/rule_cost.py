@@ -158,8 +158,6 @@ class LiveFleet(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, fleet: Fleet, origin: float) -> None:
-        self.fleet, self.origin = fleet, origin
-
         class Handler(BaseHTTPRequestHandler):
             def do_GET(inner) -> None:  # noqa: N805
                 body = fleet.exposition(origin, time.time()).encode()
@@ -264,7 +262,7 @@ def wait_for_scrapes(url: str, scrapes: int = 2, timeout_s: float = 600) -> None
     raise SystemExit("prometheus did not scrape the live fleet; see prometheus.log")
 
 
-def group_times(url: str, files: dict[str, str], rounds: int) -> dict[str, list[float]]:
+def group_times(url: str, files: set[str], rounds: int) -> dict[str, list[float]]:
     """``group name -> evaluation seconds`` over ``rounds`` evaluations from the next one."""
     seen: dict[str, dict[str, float]] = {}
     begin = time.time()
@@ -421,7 +419,9 @@ def main() -> None:
     try:
         print(f"measuring {args.rounds} evaluation rounds at {url}", file=sys.stderr)
         wait_for_scrapes(url)
-        times = group_times(url, {str(p): "" for p in files}, args.rounds)
+        times = group_times(url, {str(p) for p in files}, args.rounds)
+        if not times:
+            raise SystemExit(f"no rule group was evaluated; see {work / 'prometheus.log'}")
         at = time.time() - 5
         result: dict[str, Any] = {"rounds": args.rounds, "fleet": {
             "pods": args.pods, "functions": args.functions, "training_pods": args.training_pods,
