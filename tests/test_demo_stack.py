@@ -91,6 +91,16 @@ def _check_nothing_left(output: str) -> dict[str, int]:
     return pids
 
 
+def _exit_code(proc: subprocess.Popen[str], lines: list[str], timeout: float) -> int:
+    """The demo's exit code; if it hangs, kill it and fail with what it printed (where it stopped)."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        pytest.fail(f"the demo did not stop within {timeout:.0f}s; its output:\n" + "\n".join(lines))
+
+
 def test_stack_interrupted_then_full_run_pages_resolves_and_leaves_nothing(tmp_path: Path) -> None:
     require_tool("prometheus")
     require_tool("prometheus-alertmanager")
@@ -110,7 +120,7 @@ def test_stack_interrupted_then_full_run_pages_resolves_and_leaves_nothing(tmp_p
         assert proc.poll() is None, "\n".join(lines)
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130, "\n".join(lines)
+    assert _exit_code(proc, lines, 120) == 130, "\n".join(lines)
     time.sleep(0.2)  # the reader thread drains the last lines
     output = "\n".join(lines)
     assert "interrupted: stopping the stack" in output

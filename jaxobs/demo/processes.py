@@ -71,13 +71,22 @@ class Child:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; always reaped (no zombie)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        stop_all([self], timeout)
+
+
+def stop_all(children: Sequence[Child], timeout: float = 10.0) -> None:
+    """SIGTERM to every child at once, SIGKILL to those still running after ``timeout``:
+    shutting down takes as long as the slowest child, not the sum of them."""
+    running = [c for c in children if c.proc.poll() is None]
+    for child in running:
+        child.proc.terminate()
+    deadline = time.monotonic() + timeout
+    for child in running:
+        try:
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait(timeout)
 
 
 def start(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Child:

@@ -41,6 +41,7 @@ from jaxobs.demo.processes import (
     listening_port,
     port_is_free,
     start,
+    stop_all,
     wait_for,
 )
 
@@ -258,8 +259,7 @@ class Stack:
     def _stop_all(self, work: Path) -> None:
         from jaxobs.telemetry import prometheus
 
-        for child in reversed(self.children):  # Prometheus first: no alerts about a vanishing sidecar
-            child.stop()
+        stop_all(self.children)  # all at once: Prometheus stops evaluating as the sidecar goes
         for flusher in list(prometheus._flushers.values()):  # no writes into a removed directory
             flusher.close()
         shutil.rmtree(work, ignore_errors=True)
