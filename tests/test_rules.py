@@ -197,6 +197,7 @@ def _metric_names(expr: str) -> set[str]:
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # drop string literals
     expr = re.sub(r"\b(by|without|ignoring|on|group_left|group_right)\s*\([^)]*\)", "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\boffset\s+\w+", "", expr)  # offset 10m
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     tokens = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
     keywords = {"sum", "rate", "increase", "count", "max", "max_over_time", "sum_over_time",
@@ -215,6 +216,7 @@ def test_every_metric_name_comes_from_the_catalog(files) -> None:
 
 def test_metric_name_scan_is_not_vacuous() -> None:
     assert _metric_names('sum by (function) (rate(foo_total{job="x"}[5m])) > 0') == {"foo_total"}
+    assert _metric_names("(a unless a offset 10m) or increase(b[10m])") == {"a", "b"}
 
 
 def test_dashboard_runbook_links_point_at_generated_runbooks(spec, files) -> None:

@@ -64,6 +64,17 @@ def increase(series: str, window: str) -> str:
     return f"increase({series}[{window}])"
 
 
+def gained(series: str, window: str) -> str:
+    """What counters gained over ``window``, counting those born inside it.
+
+    Error counters appear at their first increment (nothing is exposed until
+    something fails), and ``increase()`` sees no gain in a series whose first
+    sample is already 1: the first error of a process would never alert.  A
+    series absent ``window`` ago counts its whole value; the others their increase.
+    """
+    return f"({series} unless {series} offset {window})\nor\n{increase(series, window)}"
+
+
 def sum_rate(series: str, window: str, labels: Iterable[str] = ()) -> str:
     """``sum by (labels) (rate(series[window]))``."""
     return agg("sum", labels, rate(series, window))

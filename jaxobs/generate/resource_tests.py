@@ -69,6 +69,11 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
     few_calls = (t.ratio_min_events - 1) // 30  # per minute: under the minimum over the window
     oom_quiet_instances = math.floor(1 / t.oom_instance_ratio) + 1
     one_step = "0 0 " + " ".join(["1"] * (n - 2))  # a counter that moved once, at 2m
+
+    def born_at(minute: int) -> str:
+        """An error counter born at its first increment (a process exposes no error series
+        until something fails): absent, then 1 from ``minute`` on."""
+        return " ".join(["_"] * minute + ["1"] * (n - minute))
     stuck_s = duration.seconds(t.deploy_max_duration)
     stuck_steps = stuck_s // 60 + 10
     return {
@@ -78,7 +83,7 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
                                          gauge(t.device_memory_ratio * 0.9, n)),)),),
             eval_time="20m", expect={"ticket": 1}),
         (OOM_ERRORS, "ticket"): _Scenario(
-            fires=((series(oom, at(0, **fn, error="oom")), one_step),),
+            fires=((series(oom, at(0, **fn, error="oom")), born_at(2)),),
             quiet=(("other error classes only", (
                 (series(oom, at(0, **fn, error="runtime")), counter(5, n)),
                 (series(oom, at(0, **fn, error="oom")), gauge(0, n)))),),
@@ -139,10 +144,10 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
                                              gauge(1, n)),)),),
             eval_time="12m", expect={"ticket": 1}),
         (GPU_XID, "ticket"): _Scenario(
-            fires=((series(c.GPU_XID_ERRORS.name, at(0, **xid)), one_step),),
+            fires=((series(c.GPU_XID_ERRORS.name, at(0, **xid)), born_at(10)),),
             quiet=(("no new XID errors", ((series(c.GPU_XID_ERRORS.name, at(0, **xid)),
                                            gauge(3, n)),)),),
-            eval_time="5m", expect={"ticket": 1}),
+            eval_time="20m", expect={"ticket": 1}),
         (BUILD_MISMATCH, "ticket"): _Scenario(
             fires=((series(c.BUILD_INFO.name, at(0, **versions)), gauge(1, n)),
                    (series(c.BUILD_INFO.name, at(1, **{**versions, "driver": "y"})),

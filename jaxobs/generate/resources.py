@@ -85,12 +85,12 @@ def _core_alerts(service: Service, t: ResourceThresholds, alert: Callable[..., A
               f"{{{{ $labels.instance }}}} has {_PERCENT} of its memory in use for 15 minutes "
               f"(threshold {t.device_memory_ratio:.0%}); out-of-memory errors come next."),
         alert(OOM_ERRORS, "ticket", "memory", "0s",
-              f"{q.agg('sum', ('function', *g), q.increase(oom, OOM_WINDOW))} > 0",
+              f"{q.agg('sum', ('function', *g), q.gained(oom, OOM_WINDOW))} > 0",
               f"{name}: out-of-memory errors",
               f"{{{{ $labels.function }}}} raised {_VALUE} out-of-memory errors in the last "
               f"{OOM_WINDOW}."),
         alert(OOM_ERRORS, "page", "memory", "10m",
-              f"{q.agg('count', g, q.agg('sum', ('instance', *g), q.increase(oom, OOM_PAGE_WINDOW)) + ' > 0')}"
+              f"{q.agg('count', g, q.agg('sum', ('instance', *g), q.gained(oom, OOM_PAGE_WINDOW)) + ' > 0')}"
               f"\n/\n{q.agg('count', g, up)}\n>= {q.number(t.oom_instance_ratio)}",
               f"{name}: widespread out-of-memory errors",
               f"{_PERCENT} of the instances of {name} kept raising out-of-memory errors for "
@@ -144,7 +144,7 @@ def _core_alerts(service: Service, t: ResourceThresholds, alert: Callable[..., A
               f"{{{{ $labels.instance }}}} has failed for 10 minutes "
               f"({c.COLLECTOR_UP.name} = {{{{ $value }}}}); its metrics are missing."),
         alert(GPU_XID, "ticket", "hardware", "0s",
-              f"{q.increase(q.selector(c.GPU_XID_ERRORS.name, *s), XID_WINDOW)} > 0",
+              f"({q.gained(q.selector(c.GPU_XID_ERRORS.name, *s), XID_WINDOW)})\n> 0",
               f"{name}: GPU XID errors",
               f"GPU {{{{ $labels.gpu }}}} ({{{{ $labels.model }}}}, {{{{ $labels.uuid }}}}) on "
               f"{{{{ $labels.instance }}}} reported {_VALUE} XID {{{{ $labels.xid }}}} errors in "
