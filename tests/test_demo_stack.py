@@ -27,9 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _start(out: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "jaxobs.cli", "demo", "--stack", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    # Ctrl-C must reach the demo even when this run ignores SIGINT (a background job, nohup,
+    # some CI runners): an ignored signal stays ignored across exec, a caught one is reset to
+    # the default, which is what the demo gets from a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "jaxobs.cli", "demo", "--stack", "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines: list[str] = []
 
     def read() -> None:
