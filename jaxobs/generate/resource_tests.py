@@ -74,6 +74,7 @@ def _resource_scenarios(service: Service, t: ResourceThresholds
         """An error counter born at its first increment (a process exposes no error series
         until something fails): absent, then 1 from ``minute`` on."""
         return " ".join(["_"] * minute + ["1"] * (n - minute))
+
     stuck_s = duration.seconds(t.deploy_max_duration)
     stuck_steps = stuck_s // 60 + 10
     return {
