@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_model import Fleet  # noqa: E402
 from sloth_shaped import SHORT_WINDOW, ratio_name, slo_id_labels, sloth_rule_groups  # noqa: E402
 
+from jaxobs.demo.processes import free_port  # noqa: E402
 from jaxobs.generate.names import ERROR_RATIO, ERRORS_RATE, EVENTS_RATE  # noqa: E402
 from jaxobs.generate.rules import rule_groups  # noqa: E402
 from jaxobs.slo import duration  # noqa: E402
@@ -175,7 +176,7 @@ class LiveFleet(ThreadingHTTPServer):
 
 def start_prometheus(work: Path, data: Path, rules: tuple[Path, ...],
                      target: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     config: dict[str, Any] = {"global": {"scrape_interval": f"{SCRAPE_S}s",
                                          "evaluation_interval": f"{EVAL_S}s"},
                               "rule_files": [str(p) for p in rules]}
@@ -201,21 +202,16 @@ def start_prometheus(work: Path, data: Path, rules: tuple[Path, ...],
     raise SystemExit("prometheus did not become ready")
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def api(url: str, path: str, **params: str) -> Any:
     query = urllib.parse.urlencode(params)
     with urllib.request.urlopen(f"{url}{path}?{query}", timeout=120) as r:
         return json.load(r)["data"]
 
 
-def scalar(url: str, expr: str) -> float:
-    result = api(url, "/api/v1/query", query=expr)["result"]
+def scalar(url: str, expr: str, at: float | None = None) -> float:
+    """The first value of an instant query (at ``at``, default now); NaN when empty."""
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    result = api(url, "/api/v1/query", **params)["result"]
     return float(result[0]["value"][1]) if result else math.nan
 
 
@@ -307,18 +303,13 @@ def window_ratios(url: str, fleet: Fleet, spec: Any, origin: float, at: float) -
         t = np.array([at - origin, at - origin - span])
         bad, total = fleet.sli_totals(svc, slo, t)
         truth = (bad[0] - bad[1]) / (total[0] - total[1])
-        ours = scalar_at(url, f'{ERROR_RATIO}{{service="{svc.name}",slo="{slo.name}",'
+        ours = scalar(url, f'{ERROR_RATIO}{{service="{svc.name}",slo="{slo.name}",'
                               f'window="{slo.window}"}}', at)
         ids = slo_id_labels(svc, slo)
-        sloth = scalar_at(url, f'{ratio_name(slo.window)}{{sloth_id="{ids["sloth_id"]}"}}', at)
+        sloth = scalar(url, f'{ratio_name(slo.window)}{{sloth_id="{ids["sloth_id"]}"}}', at)
         rows.append({"slo": f"{svc.name}/{slo.name}", "window": slo.window, "truth": truth,
                      "jaxobs": ours, "sloth": sloth})
     return rows
-
-
-def scalar_at(url: str, expr: str, at: float) -> float:
-    result = api(url, "/api/v1/query", query=expr, time=f"{at:.3f}")["result"]
-    return float(result[0]["value"][1]) if result else math.nan
 
 
 def model_check(url: str, fleet: Fleet, spec: Any, origin: float, at: float) -> float:
@@ -333,7 +324,7 @@ def model_check(url: str, fleet: Fleet, spec: Any, origin: float, at: float) -> 
         if not result:
             return math.inf
         stamp = float(result[0]["value"][1])
-        got = scalar_at(url, series, at)
+        got = scalar(url, series, at)
         t = np.array([stamp - origin, stamp - origin - 300])
         _, total = fleet.sli_totals(svc, slo, t)
         want = (total[0] - total[1]) / 300

@@ -4,13 +4,12 @@ carry their own labels (canary/stable), and the example load generator as a proc
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from realtools import REPO, Prometheus, free_port, http_get_json, require_tool, stop, wait_until
+from realtools import REPO, Prometheus, prometheus_with_config, stop
 
 LOADGEN = REPO / "examples" / "inference_server" / "loadgen.py"
 
@@ -20,29 +19,14 @@ def prometheus_with_labels(workdir: Path, job: str, targets: dict[str, dict[str,
                            rule_files: Sequence[Path]) -> Iterator[Prometheus]:
     """A real Prometheus on 127.0.0.1 scraping ``{host:port: labels}`` every second and
     evaluating ``rule_files`` every second."""
-    binary = require_tool("prometheus")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": job, "static_configs": [
             {"targets": [target], "labels": labels} for target, labels in targets.items()]}],
         "rule_files": [str(p) for p in rule_files],
     }
-    (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))
-    log = workdir / "prometheus.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT)
-    prom = Prometheus(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: http_get_json(f"{prom.url}/api/v1/status/buildinfo"), 30,
-                   what=f"prometheus to start (log: {log})")
+    with prometheus_with_config(workdir, config) as prom:
         yield prom
-    finally:
-        stop(proc)
 
 
 @contextlib.contextmanager

@@ -119,29 +119,18 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Sequence[Path] = (),
-                       alertmanager: str | None = None, job: str = "jaxobs",
-                       interval: str = "1s", features: Sequence[str] = ()) -> Iterator[Prometheus]:
-    """Start a real Prometheus scraping ``targets`` (host:port) with its own config and data dir."""
+def prometheus_with_config(workdir: Path, config: dict[str, Any], *flags: str) -> Iterator[Prometheus]:
+    """Start a real Prometheus on 127.0.0.1 with ``config``, its own data dir and extra ``flags``."""
     binary = require_tool("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config: dict[str, Any] = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
-    }
-    if rule_files:
-        config["rule_files"] = [str(p) for p in rule_files]
-    if alertmanager:
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     config_path = workdir / "prometheus.yml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
     log = workdir / "prometheus.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
             [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
-             *(f"--enable-feature={f}" for f in features)],
+             f"--web.listen-address=127.0.0.1:{port}", *flags],
             stdout=log_file, stderr=subprocess.STDOUT)
     prom = Prometheus(f"http://127.0.0.1:{port}", proc, log)
     try:
@@ -150,6 +139,24 @@ def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Seq
         yield prom
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def running_prometheus(workdir: Path, targets: Sequence[str], *, rule_files: Sequence[Path] = (),
+                       alertmanager: str | None = None, job: str = "jaxobs",
+                       interval: str = "1s", features: Sequence[str] = ()) -> Iterator[Prometheus]:
+    """Start a real Prometheus scraping ``targets`` (host:port) with its own config and data dir."""
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
+    }
+    if rule_files:
+        config["rule_files"] = [str(p) for p in rule_files]
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    with prometheus_with_config(workdir, config, "--web.enable-lifecycle",
+                                *(f"--enable-feature={f}" for f in features)) as prom:
+        yield prom
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from realtools import require_tool
+
+from jaxobs.demo.processes import port_is_free
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
@@ -61,16 +62,6 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of running processes that name ``text`` (e.g. the stack's temp dir)."""
     found = []
@@ -92,7 +83,7 @@ def _check_nothing_left(output: str) -> dict[str, int]:
     workdir = re.search(r"temporary data in (\S+)\)", output)
     assert workdir, output
     assert not [name for name, pid in pids.items() if _alive(pid)], output
-    assert all(_port_free(p) for p in ports), (ports, output)
+    assert all(port_is_free(p) for p in ports), (ports, output)
     assert not Path(workdir.group(1)).exists()
     assert not _processes_mentioning(workdir.group(1))
     return pids

@@ -19,7 +19,6 @@ unchanged.  Cluster ``a`` fails half of its requests, ``b`` none.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realtools import Prometheus, free_port, http_get_json, require_tool, running_alertmanager, stop, wait_until
+from realtools import free_port, http_get_json, prometheus_with_config, running_alertmanager, wait_until
 
 from jaxobs.generate import generate_all, rules
 from jaxobs.slo.spec import parse_spec
@@ -98,28 +97,6 @@ def _app(port: int, mode: str) -> Iterator[None]:
         proc.wait(10)
 
 
-@contextlib.contextmanager
-def _prometheus(workdir: Path, config: dict[str, Any], *flags: str) -> Iterator[Prometheus]:
-    binary = require_tool("prometheus")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config_path = workdir / "prometheus.yml"
-    config_path.write_text(json.dumps(config, indent=2))
-    log = workdir / "prometheus.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen([binary, f"--config.file={config_path}",
-                                 f"--storage.tsdb.path={workdir / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", *flags],
-                                stdout=log_file, stderr=subprocess.STDOUT)
-    prom = Prometheus(f"http://127.0.0.1:{port}", proc, log)
-    try:
-        wait_until(lambda: http_get_json(f"{prom.url}/api/v1/status/buildinfo"), 30,
-                   what=f"prometheus to start (log: {log})")
-        yield prom
-    finally:
-        stop(proc)
-
-
 def _cluster_config(name: str, targets: list[str], central: str) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "external_labels": {"cluster": name}},
@@ -138,12 +115,12 @@ def test_an_outage_in_one_cluster_pages_for_that_cluster_and_the_fleet_slo_sees_
     with running_alertmanager(tmp_path / "am", AM_CONFIG) as am, \
             _app(ports["a"][0], "fail"), _app(ports["a"][1], "fail"), \
             _app(ports["b"][0], "ok"), _app(ports["b"][1], "ok"), \
-            _prometheus(tmp_path / "central", {
+            prometheus_with_config(tmp_path / "central", {
                 "global": {"evaluation_interval": "1s"}, "rule_files": [str(rules_file)],
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am.address]}]}]},
             }, "--web.enable-remote-write-receiver") as central:
         clusters = [
-            _prometheus(tmp_path / c, _cluster_config(c, [f"127.0.0.1:{p}" for p in ports[c]], central.url))
+            prometheus_with_config(tmp_path / c, _cluster_config(c, [f"127.0.0.1:{p}" for p in ports[c]], central.url))
             for c in ("a", "b")]
         with clusters[0], clusters[1]:
             # dashboards' queries answer per cluster on the central Prometheus

@@ -19,13 +19,9 @@ STEADY = 'start="steady"'
 ERROR = 'outcome="error"'
 
 
-def _zero_filled(errors: str, events: str) -> str:
+def _or_zero(errors: str, events: str) -> str:
     """``errors``, or 0 for every group that has events but no error series yet."""
     return f"{errors}\nor\n0 * {events}"
-
-
-def _as_is(errors: str, events: str) -> str:
-    return errors
 
 
 def sli_rates(service: Service, slo: SLO, window: str,
@@ -37,12 +33,15 @@ def sli_rates(service: Service, slo: SLO, window: str,
     benchmark compares against.
     """
     sli, by = slo.sli, slo.group_by
-    _or_zero = _zero_filled if zero_fill else _as_is
+
+    def bad_or_zero(bad: str, total: str) -> str:
+        return _or_zero(bad, total) if zero_fill else bad
+
     svc = (q.eq("service", service.name),) + q.matchers(sli.selector)
     if sli.kind == "availability":
         total = q.sum_rate(q.selector(c.REQUESTS.name, *svc), window, by)
         bad = q.sum_rate(q.selector(c.REQUESTS.name, *svc, ERROR), window, by)
-        return _or_zero(bad, total), total
+        return bad_or_zero(bad, total), total
     if sli.kind == "latency":
         if sli.threshold_seconds is None:
             raise ValueError(f"{service.name}: latency SLI without a threshold")
@@ -55,19 +54,19 @@ def sli_rates(service: Service, slo: SLO, window: str,
         count = c.REQUEST_DURATION.name + "_count"
         total = q.sum_rate(q.selector(count, *svc), window, by)
         bad = q.sum_rate(q.selector(count, *svc, COLD), window, by)
-        return _or_zero(bad, total), total
+        return bad_or_zero(bad, total), total
     if sli.kind in ("cold_start", "cache_hit"):
         # Calls carry no service label: scope them by the service's targets (and selector).
         scope = q.matchers(service.target_selector) + q.matchers(sli.selector)
         total = q.sum_rate(q.selector(c.CALLS.name, *scope), window, by)
         bad = q.sum_rate(q.selector(c.CALLS.name, *scope, MISS), window, by)
-        return _or_zero(bad, total), total
+        return bad_or_zero(bad, total), total
     if sli.kind == "raw":
         if not sli.errors_query or not sli.total_query:
             raise ValueError(f"{service.name}: raw SLI needs errors and total queries")
         total = q.agg("sum", by, sli.total_query.replace("$window", window))
         bad = q.agg("sum", by, sli.errors_query.replace("$window", window))
-        return _or_zero(bad, total), total
+        return bad_or_zero(bad, total), total
     raise ValueError(f"{service.name}: unknown SLI kind {sli.kind!r}")
 
 
